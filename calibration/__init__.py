@@ -1,0 +1,1 @@
+"""INT8 calibration on cross-spectral patches (issue 3)."""

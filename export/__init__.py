@@ -1,0 +1,1 @@
+"""ONNX export, onnxsim simplification and TensorRT engine building (issue 3)."""

@@ -1,0 +1,1 @@
+"""Classical baselines on the same patches, so users see what the network buys them."""

@@ -1,0 +1,134 @@
+"""Checkpoints: a model's weights with the config that rebuilds it, saved atomically, loaded strictly.
+
+A checkpoint is a torch file holding a dict with ``format == "rrl-edge-checkpoint"``. ``graph`` says
+whether ``state_dict`` is the deployed network or the MLPP training graph; the deployed network can be
+taken from either. Training checkpoints also hold the optimizer, scheduler and step to resume from.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple, Union
+
+import torch
+
+from rrl_edge.errors import CheckpointError
+from rrl_edge.models.rrlnet import RRLNet, RRLNetConfig, RRLNetTrain
+
+FORMAT = "rrl-edge-checkpoint"
+FORMAT_VERSION = 1
+SHIPPED_DIR = Path(__file__).resolve().parent / "weights"
+SHIPPED = {"vis-nir": SHIPPED_DIR / "rrlnet_visnir.pt", "roadscene": SHIPPED_DIR / "rrlnet_roadscene.pt"}
+
+PathLike = Union[str, os.PathLike]
+
+
+def shipped_checkpoint(name: str = "vis-nir") -> Path:
+    """Path of a model that ships inside the package."""
+    if name not in SHIPPED:
+        raise CheckpointError(f"no shipped model named {name!r}; there are {sorted(SHIPPED)}")
+    path = SHIPPED[name]
+    if not path.is_file():
+        raise CheckpointError(f"the shipped model {path} is missing from this installation")
+    return path
+
+
+def atomic_torch_save(obj: Any, path: PathLike) -> None:
+    """Write to a temporary file beside ``path`` and rename, so a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(
+    path: PathLike,
+    model: Union[RRLNet, RRLNetTrain],
+    *,
+    half: bool = False,
+    **extra: Any,
+) -> None:
+    """Save weights + config (+ anything in ``extra``: optimizer, step, metrics, data manifest)."""
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "graph": "train" if isinstance(model, RRLNetTrain) else "deploy",
+        "config": model.cfg.to_dict(),
+        "state_dict": state,
+        **extra,
+    }
+    atomic_torch_save(payload, path)
+
+
+def read_checkpoint(path: PathLike) -> Dict[str, Any]:
+    """Load and check a checkpoint file; every failure names the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # torch raises many kinds for truncated or foreign files
+        raise CheckpointError(f"checkpoint {path} is corrupt or not a torch file: {exc}") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(
+            f"checkpoint {path} is not an rrl-edge checkpoint (no format={FORMAT!r} entry); "
+            "it may come from another project"
+        )
+    if payload.get("format_version", 0) > FORMAT_VERSION:
+        raise CheckpointError(f"checkpoint {path} has format version {payload['format_version']}, newer than this rrl-edge")
+    for key in ("config", "state_dict", "graph"):
+        if key not in payload:
+            raise CheckpointError(f"checkpoint {path} lacks its {key!r} entry")
+    return payload
+
+
+def _build(payload: Dict[str, Any], path: Path) -> Union[RRLNet, RRLNetTrain]:
+    try:
+        cfg = RRLNetConfig.from_dict(payload["config"])
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint {path} has an unusable model config: {exc}") from None
+    model: Union[RRLNet, RRLNetTrain] = RRLNetTrain(cfg) if payload["graph"] == "train" else RRLNet(cfg)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0:3]
+        raise CheckpointError(f"checkpoint {path} does not fit its own config: {' '.join(first)}") from None
+    return model
+
+
+def load_model(path: Optional[PathLike] = None) -> Tuple[RRLNet, Dict[str, Any]]:
+    """The deployed network (eval mode) from a checkpoint, or the shipped VIS-NIR model if ``path`` is None."""
+    path = Path(path) if path is not None else shipped_checkpoint("vis-nir")
+    payload = read_checkpoint(path)
+    model = _build(payload, path)
+    net = model.prune() if isinstance(model, RRLNetTrain) else model
+    meta = {k: v for k, v in payload.items() if k not in ("state_dict", "optimizer", "scheduler", "rng")}
+    meta["path"] = str(path)
+    return net.eval(), meta
+
+
+def load_train_model(path: PathLike) -> Tuple[RRLNetTrain, Dict[str, Any]]:
+    """The MLPP training graph from a training checkpoint (resume) or a deployed one (warm start).
+
+    A deployed checkpoint fills ``net``; decoders and auxiliary heads start fresh.
+    """
+    path = Path(path)
+    payload = read_checkpoint(path)
+    model = _build(payload, path)
+    if isinstance(model, RRLNet):
+        train = RRLNetTrain(model.cfg)
+        train.net.load_state_dict(model.state_dict())
+        model = train
+    return model, payload

@@ -1,0 +1,240 @@
+"""The `rrl-edge` command line: one entry point, one sub-command per job.
+
+Heavy imports (torch, cv2, sklearn) happen inside the sub-commands, so `rrl-edge --help` is instant
+and a device without torch can still run the commands that do not need it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+from rrl_edge.errors import RRLEdgeError
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
+
+
+def _add_patch_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=int, default=0, help="seed of the patch cutting and splits (default 0)")
+    p.add_argument("--train-keypoints", type=_positive_int, default=None, help="positive pairs per training image")
+    p.add_argument("--eval-keypoints", type=_positive_int, default=None, help="positive pairs per val/test image")
+
+
+def _patch_config(args: argparse.Namespace):  # -> PatchConfig
+    from rrl_edge.data.build import PatchConfig
+
+    overrides = {"seed": args.seed}
+    if args.train_keypoints:
+        overrides["train_keypoints_per_image"] = args.train_keypoints
+    if args.eval_keypoints:
+        overrides["eval_keypoints_per_image"] = args.eval_keypoints
+    return PatchConfig(**overrides)
+
+
+def _data_path(value: Optional[str]) -> Path:
+    if value:
+        return Path(value)
+    from rrl_edge.data.build import default_data_root
+
+    return default_data_root() / "vis-nir"
+
+
+def cmd_model_info(args: argparse.Namespace) -> int:
+    from rrl_edge.models.complexity import model_info
+
+    info = model_info(args.width)
+    if args.json:
+        print(json.dumps(info))
+    else:
+        for key, value in info.items():
+            print(f"{key:<24} {value}")
+    return 0
+
+
+def cmd_data_build(args: argparse.Namespace) -> int:
+    from rrl_edge.data.build import build_dataset, ensure_dataset
+
+    data = _data_path(args.data)
+    config = _patch_config(args)
+    if args.out:
+        manifest = build_dataset(data, Path(args.out), config, progress=not args.quiet)
+        out = Path(args.out)
+    else:
+        out = ensure_dataset(data, config, progress=not args.quiet)
+        manifest = json.loads((out / "manifest.json").read_text())
+    print(f"patches of {data} in {out}")
+    counts = manifest.get("counts", {})
+    print(json.dumps(counts, indent=2))
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from rrl_edge.data.patchfile import load_patch_file
+    from rrl_edge.patch_sources import concat, load_sets, split_off_validation
+    from rrl_edge.training.trainer import TrainConfig, train
+
+    data = _data_path(args.data)
+    config = _patch_config(args)
+    train_sets, info = load_sets(data, "train", config, progress=not args.quiet)
+    train_set = concat(train_sets, "train")
+    if args.val_data:
+        val_set = load_patch_file(Path(args.val_data))
+    elif info["layout"] == "patch-file":
+        train_set, val_set = split_off_validation(train_set, args.seed)
+        print(f"no --val-data: holding out {len(val_set)} of the file's pairs for validation")
+    else:
+        val_set = concat(load_sets(data, "val", config, progress=False)[0], "val")
+    cfg = TrainConfig(
+        out_dir=args.out_dir, width=args.width, batch_size=args.batch_size, lr=args.lr, schedule=args.schedule,
+        warmup_steps=args.warmup_steps, epochs=args.epochs, max_steps=args.max_steps, max_minutes=args.max_minutes,
+        eval_every=args.eval_every, seed=args.seed, augment=not args.no_augment, threads=args.threads,
+        resume=args.resume, init_from=args.init_from, progress=not args.quiet, compile=args.compile,
+    )
+    info["patch_config"] = config.__dict__ if hasattr(config, "__dict__") else str(config)
+    is_main = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 reports
+    if is_main:
+        print(f"training on {len(train_set)} pairs, validating on {len(val_set)} pairs; writing {cfg.out_dir}")
+    state = train(cfg, train_set, val_set, info)
+    if is_main:
+        print(f"done: {state.step} steps, best validation FPR95 {state.best_val_fpr95:.2f}% -> {Path(cfg.out_dir) / 'best.pt'}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from sklearn.metrics import roc_curve
+
+    from rrl_edge.checkpoint import load_model, shipped_checkpoint
+    from rrl_edge.evaluate import evaluate_sets, format_table, plot_roc, write_json
+    from rrl_edge.inference import score_pairs
+    from rrl_edge.patch_sources import load_sets
+
+    data = _data_path(args.data)
+    sets, info = load_sets(data, args.split, _patch_config(args), labels=Path(args.labels) if args.labels else None,
+                           progress=not args.quiet)
+    if args.categories:
+        wanted = args.categories.split(",")
+        missing = [c for c in wanted if c not in sets]
+        if missing:
+            raise RRLEdgeError(f"--categories: {missing} not in {data} (it has {sorted(sets)})")
+        sets = {c: sets[c] for c in wanted}
+    checkpoint = args.checkpoint
+    if checkpoint is None and info.get("layout") == "roadscene":
+        checkpoint = shipped_checkpoint("roadscene")
+    model, meta = load_model(checkpoint)
+    scores = {}
+
+    def network(ps):
+        scores[("RRL-Net", ps.name)] = s = score_pairs(model, ps.patches, args.batch_size, progress=not args.quiet,
+                                                       desc=ps.name, source=ps.name)
+        return s
+
+    results = {"RRL-Net": evaluate_sets(sets, network)}
+    if args.baseline == "sift":
+        from rrl_edge.baselines.sift import sift_scores
+
+        def sift(ps):
+            scores[("SIFT", ps.name)] = s = sift_scores(ps.patches)
+            return s
+
+        results["SIFT"] = evaluate_sets(sets, sift)
+    print(f"model: {meta['path']} (width {meta['config']['width']}); data: {info['source']}, split {args.split}")
+    print(format_table(results))
+    if args.json:
+        report = dict(results["RRL-Net"])
+        report["checkpoint"] = meta["path"]
+        if "SIFT" in results:
+            report["baseline"] = {"method": "sift", **results["SIFT"]}
+        write_json(report, Path(args.json))
+    if args.roc:
+        curves = {}
+        for (method, cat), s in scores.items():
+            fpr, tpr, _ = roc_curve(sets[cat].labels, s)
+            curves.setdefault(method, {})[cat] = (fpr, tpr)
+        plot_roc(curves, Path(args.roc), title=f"ROC on {Path(info['source']).name} ({args.split})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rrl-edge", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("model-info", help="parameters and GFLOPs of the deployed and training graphs")
+    p.add_argument("--width", type=_positive_float, default=1.0, help="channel multiplier (1.0 = the paper)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_model_info)
+
+    p = sub.add_parser("data", help="patch datasets from registered image pairs")
+    data_sub = p.add_subparsers(dest="data_command", required=True)
+    b = data_sub.add_parser("build", help="cut 64x64 patch pairs (cached, with a manifest)")
+    b.add_argument("--data", help="folder of image pairs (vis-nir or roadscene layout); default: the shared VIS-NIR set")
+    b.add_argument("--out", help="write here instead of the cache")
+    b.add_argument("--quiet", action="store_true")
+    _add_patch_options(b)
+    b.set_defaults(func=cmd_data_build)
+
+    p = sub.add_parser("train", help="MLPP training; keeps the best validation checkpoint")
+    p.add_argument("--data", help="image-pair folder or published .npy patch file (default: shared VIS-NIR)")
+    p.add_argument("--val-data", help="validation patch file (with a patch-file --data)")
+    p.add_argument("--out-dir", default="runs/rrlnet")
+    p.add_argument("--width", type=_positive_float, default=0.25)
+    p.add_argument("--batch-size", type=_positive_int, default=64)
+    p.add_argument("--lr", type=_positive_float, default=1e-3, help="peak learning rate of Nadam (paper: 2e-4 constant)")
+    p.add_argument("--schedule", choices=("cosine", "constant"), default="cosine")
+    p.add_argument("--warmup-steps", type=int, default=200)
+    p.add_argument("--epochs", type=_positive_float, default=10.0, help="passes over the training pairs")
+    p.add_argument("--max-steps", type=_positive_int)
+    p.add_argument("--max-minutes", type=_positive_float)
+    p.add_argument("--eval-every", type=_positive_int, default=250)
+    p.add_argument("--threads", type=_positive_int)
+    p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--compile", action="store_true", help="torch.compile the training graph (slow start, faster steps)")
+    p.add_argument("--resume", help="a last.pt to continue exactly where it stopped")
+    p.add_argument("--init-from", help="start from a checkpoint's weights ('shipped' for the packaged model)")
+    p.add_argument("--quiet", action="store_true")
+    _add_patch_options(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="FPR95 per category and the mean")
+    p.add_argument("--data", help="image-pair folder or .npy patch file (default: shared VIS-NIR)")
+    p.add_argument("--labels", help="labels .npy for a patch file (found beside it by default)")
+    p.add_argument("--checkpoint", help="default: the shipped model")
+    p.add_argument("--split", choices=("train", "val", "test"), default="test")
+    p.add_argument("--categories", help="comma-separated subset of categories")
+    p.add_argument("--baseline", choices=("sift",), help="also score a classical baseline")
+    p.add_argument("--batch-size", type=_positive_int, default=256)
+    p.add_argument("--json", help="write {categories: {name: {fpr95, pairs}}, mean_fpr95} here")
+    p.add_argument("--roc", help="write a ROC plot (PNG) here")
+    p.add_argument("--quiet", action="store_true")
+    _add_patch_options(p)
+    p.set_defaults(func=cmd_eval)
+    from rrl_edge.export.commands import add_commands; add_commands(sub)  # noqa: E702  (export, build)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except RRLEdgeError as exc:
+        print(f"rrl-edge {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

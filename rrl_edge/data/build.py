@@ -1,0 +1,437 @@
+"""Build the train / val / test patch files of a real dataset, with a manifest and a build cache.
+
+Splits are by whole image, never by patch, so no image contributes to two splits:
+
+- VIS-NIR (the RRL-Net protocol): train on country, test on each of the eight other categories.
+  ``val_images`` country pairs are held out for validation: the country pairs are walked in a seeded
+  permutation of their sorted ids and the first ``val_images`` that pass the alignment check become
+  val (so a dropped pair never leaves val short).
+- RoadScene: a fixed split of the sorted file names by a seeded permutation: the first 20 % are test,
+  ~10 % of the rest val, the remainder train. Dropped pairs only lower the counts, they do not move
+  other images between splits.
+
+Output folder: ``<split>_<category>_patches.npy`` / ``<split>_<category>_labels.npy`` in the published
+format, and ``manifest.json`` written last; the whole folder is built under a temporary name next to
+``out_dir`` and renamed at the end, so a folder with a manifest is always complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+import uuid
+import zlib
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple, Union
+
+import numpy as np
+from tqdm import tqdm
+
+from rrl_edge.data import alignment as al
+from rrl_edge.data.images import VISNIR_CATEGORIES, ImagePair, list_roadscene, list_visnir_category, load_pair
+from rrl_edge.data.patches import DETECTORS, make_pairs
+from rrl_edge.data.patchfile import PATCH_SIZE, PatchSet, default_file_mode, load_patch_file, save_patch_set
+from rrl_edge.errors import DataError
+
+DATA_FORMAT_VERSION = 1
+SPLITS = ("train", "val", "test")
+VISNIR_TRAIN_CATEGORY = "country"
+ROADSCENE_VAL_FRACTION = 0.1
+MANIFEST = "manifest.json"
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+@dataclass(frozen=True)
+class PatchConfig:
+    patch_size: int = 64
+    train_keypoints_per_image: int = 600  # positives per training image (and as many negatives)
+    eval_keypoints_per_image: int = 96  # positives per val/test image (and as many negatives)
+    min_keypoint_distance: int = 8  # non-max suppression radius between kept keypoints
+    detector: str = "sift"  # "sift" or "fast"
+    val_images: int = 6  # VIS-NIR: country images held out (whole images) for validation
+    roadscene_test_fraction: float = 0.2  # RoadScene fixed split by image
+    seed: int = 0
+
+    def check(self) -> None:
+        """Reject settings that would give files other code cannot read."""
+        if self.patch_size != PATCH_SIZE:
+            raise DataError(f"PatchConfig.patch_size={self.patch_size}: the patch file format is fixed at {PATCH_SIZE}")
+        if self.detector not in DETECTORS:
+            raise DataError(f"PatchConfig.detector={self.detector!r}: expected one of {DETECTORS}")
+        if self.train_keypoints_per_image < 1 or self.eval_keypoints_per_image < 1:
+            raise DataError("PatchConfig: keypoints per image must be >= 1")
+        if self.val_images < 1:
+            raise DataError(f"PatchConfig.val_images={self.val_images}: need at least one validation image")
+        if not 0.0 < self.roadscene_test_fraction < 1.0:
+            raise DataError(f"PatchConfig.roadscene_test_fraction={self.roadscene_test_fraction}: must be in (0, 1)")
+
+
+# ----------------------------------------------------------------------------------------- locating data
+
+
+def default_data_root() -> Path:
+    """$RRL_EDGE_DATA if set, else ../shared/data from the working directory or from the repository."""
+    env = os.environ.get("RRL_EDGE_DATA")
+    if env:
+        p = Path(env).expanduser()
+        if not p.is_dir():
+            raise DataError(f"RRL_EDGE_DATA={env}: folder not found")
+        return p
+    cands = [Path.cwd() / ".." / "shared" / "data", Path(__file__).resolve().parents[2].parent / "shared" / "data"]
+    for c in cands:
+        if c.is_dir():
+            return c.resolve()
+    raise DataError(f"no data folder: set RRL_EDGE_DATA or provide one of {', '.join(str(c) for c in cands)}")
+
+
+def detect_layout(data_dir: PathLike) -> str:
+    """"vis-nir" (category folders country/, field/, ...) or "roadscene" (visible/ + infrared/)."""
+    d = Path(data_dir)
+    if not d.exists():
+        raise DataError(f"{d}: data folder not found")
+    if not d.is_dir():
+        raise DataError(f"{d}: not a folder")
+    if (d / "visible").is_dir() and (d / "infrared").is_dir():
+        return "roadscene"
+    if any((d / c).is_dir() for c in VISNIR_CATEGORIES):
+        return "vis-nir"
+    if not any(d.iterdir()):
+        raise DataError(f"{d}: data folder is empty")
+    hint = ""
+    if (d / "vis-nir").is_dir() or (d / "roadscene").is_dir():
+        hint = f"; it holds several datasets, pass one of them, e.g. {d / 'vis-nir'}"
+    raise DataError(
+        f"{d}: unknown data layout: expected visible/ + infrared/ (RoadScene) or category folders "
+        f"{', '.join(VISNIR_CATEGORIES)} (VIS-NIR){hint}"
+    )
+
+
+# ------------------------------------------------------------------------------------------- split plans
+
+
+def _plan_visnir(d: Path, config: PatchConfig) -> Tuple[List[ImagePair], List[ImagePair]]:
+    """(country pairs in seeded walk order, test pairs sorted by category then id)."""
+    if not (d / VISNIR_TRAIN_CATEGORY).is_dir():
+        raise DataError(f"{d / VISNIR_TRAIN_CATEGORY}: folder not found (the training category)")
+    country = list_visnir_category(d / VISNIR_TRAIN_CATEGORY)
+    if len(country) <= config.val_images:
+        raise DataError(
+            f"{d / VISNIR_TRAIN_CATEGORY}: {len(country)} pairs, need more than val_images={config.val_images}"
+        )
+    order = np.random.default_rng(config.seed).permutation(len(country))
+    test: List[ImagePair] = []
+    for c in VISNIR_CATEGORIES[1:]:
+        if (d / c).is_dir():
+            test += list_visnir_category(d / c)
+    return [country[i] for i in order], test
+
+
+def _plan_roadscene(d: Path, config: PatchConfig) -> Dict[str, str]:
+    """pair_id -> split, fixed by the sorted names and the seed."""
+    pairs = list_roadscene(d)
+    n = len(pairs)
+    if n < 3:
+        raise DataError(f"{d}: {n} image pairs, need at least 3 for train/val/test")
+    order = np.random.default_rng(config.seed).permutation(n)
+    n_test = min(max(1, round(config.roadscene_test_fraction * n)), n - 2)
+    n_val = min(max(1, round(ROADSCENE_VAL_FRACTION * (n - n_test))), n - n_test - 1)
+    split = {}
+    for rank, i in enumerate(order):
+        split[pairs[i].pair_id] = "test" if rank < n_test else "val" if rank < n_test + n_val else "train"
+    return split
+
+
+# ------------------------------------------------------------------------------------------ per-pair work
+
+
+def _pair_rng(config: PatchConfig, pair: ImagePair) -> np.random.Generator:
+    """Seeded by the seed and the pair's name (crc32), so a pair gives the same patches in any subset."""
+    return np.random.default_rng([config.seed, zlib.crc32(pair.key.encode())])
+
+
+def _rel(p: Optional[Path], root: Path) -> Optional[str]:
+    if p is None:
+        return None
+    try:
+        return str(p.relative_to(root))
+    except ValueError:
+        return str(p)
+
+
+class _PairResult:
+    """Alignment record of one pair plus its patches once cut."""
+
+    def __init__(self, pair: ImagePair, record: Dict[str, Any], loaded: Any, alignment: al.Alignment) -> None:
+        self.pair, self.record, self.loaded, self.alignment = pair, record, loaded, alignment
+        self.patches: Optional[np.ndarray] = None
+        self.labels: Optional[np.ndarray] = None
+
+    @property
+    def usable(self) -> bool:
+        return self.alignment.decision != "dropped"
+
+
+def _check_pair(pair: ImagePair, root: Path) -> _PairResult:
+    """Read, unwarp and run the alignment check; the pixels are kept for cutting."""
+    lp = load_pair(pair)
+    a = al.check_alignment(lp.vis, lp.other, lp.valid)
+    rec: Dict[str, Any] = {
+        "category": pair.category,
+        "pair_id": pair.pair_id,
+        "vis": _rel(pair.vis_path, root),
+        "other": _rel(pair.other_path, root),
+        "warp": _rel(pair.warp_path, root),
+        "unwarp_applied": lp.unwarped,
+        "size": [int(lp.vis.shape[1]), int(lp.vis.shape[0])],
+    }
+    rec.update(a.to_dict())
+    rec["applied_shift"] = list(a.applied_shift)
+    return _PairResult(pair, rec, lp, a)
+
+
+def _cut_pair(res: _PairResult, split: str, config: PatchConfig) -> None:
+    """Apply the shift, mask excluded tiles, cut the pairs; frees the pixels afterwards."""
+    lp, a = res.loaded, res.alignment
+    other, valid = lp.other, lp.valid
+    dx, dy = a.applied_shift
+    if (dx, dy) != (0, 0):
+        other, shifted_valid = al.apply_shift(other, valid, dx, dy)
+        valid = valid & shifted_valid
+    if a.excluded_boxes:
+        valid = valid.copy()
+        for x0, y0, x1, y1 in a.excluded_boxes:
+            valid[y0:y1, x0:x1] = False
+    count = config.train_keypoints_per_image if split == "train" else config.eval_keypoints_per_image
+    res.patches, res.labels = make_pairs(
+        lp.vis, other, valid, count, _pair_rng(config, res.pair), config.patch_size,
+        config.min_keypoint_distance, config.detector,
+    )
+    res.record["split"] = split
+    res.record["positives"] = int(res.labels.sum())
+    res.loaded = None
+
+
+# -------------------------------------------------------------------------------------------------- build
+
+
+def _run_pairs(d: Path, layout: str, config: PatchConfig, progress: bool) -> List[_PairResult]:
+    """Check and cut every pair, one progress bar over images."""
+    results: List[_PairResult] = []
+    if layout == "vis-nir":
+        country, test = _plan_visnir(d, config)
+        jobs: List[Tuple[ImagePair, Optional[str]]] = [(p, None) for p in country] + [(p, "test") for p in test]
+    else:
+        split_of = _plan_roadscene(d, config)
+        jobs = [(p, split_of[p.pair_id]) for p in list_roadscene(d)]
+    n_val = 0
+    for pair, split in tqdm(jobs, desc=f"patches {d.name}", unit="img", disable=not progress):
+        res = _check_pair(pair, d)
+        if split is None:  # a country pair: val until val_images usable ones are taken
+            split = "val" if (res.usable and n_val < config.val_images) else "train"
+            n_val += int(res.usable and split == "val")
+        if res.usable:
+            _cut_pair(res, split, config)
+        else:
+            res.record["split"] = split
+            res.record["positives"] = 0
+            res.loaded = None
+        results.append(res)
+    if layout == "vis-nir" and n_val < config.val_images:
+        raise DataError(
+            f"{d / VISNIR_TRAIN_CATEGORY}: only {n_val} pairs pass the alignment check, need val_images="
+            f"{config.val_images} plus training pairs"
+        )
+    return results
+
+
+def _write_split_files(results: List[_PairResult], tmp: Path, d: Path) -> Dict[str, Dict[str, Dict[str, Any]]]:
+    """Concatenate per (split, category) in pair-id order and write the patch files; returns the counts."""
+    groups: Dict[Tuple[str, str], List[_PairResult]] = {}
+    for r in results:
+        groups.setdefault((r.record["split"], r.pair.category), []).append(r)
+    counts: Dict[str, Dict[str, Dict[str, Any]]] = {s: {} for s in SPLITS}
+    for (split, cat), rs in sorted(groups.items()):
+        rs.sort(key=lambda r: r.pair.pair_id)
+        used = [r for r in rs if r.labels is not None and len(r.labels)]
+        no_keypoints = sum(r.labels is not None and not len(r.labels) for r in rs)
+        if not used:
+            raise DataError(f"{d / cat}: no usable image pairs for split {split!r} (all dropped or without keypoints)")
+        ps = PatchSet(cat, np.concatenate([r.patches for r in used]), np.concatenate([r.labels for r in used]))
+        for r in used:  # free per-pair copies as soon as they are concatenated
+            r.patches = r.labels = None
+        save_patch_set(ps, tmp / f"{split}_{cat}_patches.npy", tmp / f"{split}_{cat}_labels.npy")
+        pos = int(ps.labels.sum())
+        counts[split][cat] = {
+            "pairs": len(ps),
+            "positives": pos,
+            "negatives": len(ps) - pos,
+            "images": len(used),
+            "images_dropped": sum(not r.usable for r in rs),
+            "images_without_patches": no_keypoints,
+            "images_corrected": sum(r.alignment.decision == "corrected" for r in rs),
+            "patches_file": f"{split}_{cat}_patches.npy",
+            "labels_file": f"{split}_{cat}_labels.npy",
+        }
+    return counts
+
+
+def _write_json_atomic(obj: Any, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(obj, fh, indent=1)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, default_file_mode())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _alignment_thresholds() -> Dict[str, Any]:
+    names = ("SEARCH_RADIUS", "PRE_BLUR_SIGMA", "HIGHPASS_SIGMA", "PEAK_EXCLUSION_PX", "FAR_PX", "MIN_PEAK",
+             "MAX_SECOND_RATIO", "MIN_PEAK_MARGIN", "KEEP_RADIUS", "TILE_GRID", "TILE_MIN_PEAK",
+             "TILE_MAX_SECOND_RATIO", "TILE_TOLERANCE_PX")
+    return {n.lower(): getattr(al, n) for n in names}
+
+
+def _check_replaceable(out: Path) -> None:
+    """Only an earlier build (it has a manifest) or an empty folder may be replaced, never a user's folder."""
+    if out.exists():
+        if not out.is_dir():
+            raise DataError(f"{out}: exists and is not a folder")
+        if any(out.iterdir()) and not (out / MANIFEST).is_file():
+            raise DataError(f"{out}: exists, is not empty and is not an rrl-edge patch build; refusing to replace it")
+
+
+def _install(tmp: Path, out: Path) -> None:
+    """Move a finished build into place, replacing an older complete build."""
+    _check_replaceable(out)
+    if out.exists():
+        old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+        os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out)
+
+
+def build_dataset(data_dir: PathLike, out_dir: PathLike, config: PatchConfig = PatchConfig(), progress: bool = True) -> dict:
+    """Build every split of the dataset in ``data_dir`` into ``out_dir``; returns the manifest."""
+    config.check()
+    t0 = time.time()
+    d = Path(data_dir).expanduser()
+    layout = detect_layout(d)
+    d = d.resolve()
+    out = Path(out_dir).expanduser().absolute()
+    _check_replaceable(out)  # fail before the work, not after it
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        results = _run_pairs(d, layout, config, progress)
+        counts = _write_split_files(results, tmp, d)
+        decisions: Dict[str, Dict[str, int]] = {}
+        for r in results:
+            c = decisions.setdefault(r.pair.category, {"kept": 0, "corrected": 0, "dropped": 0})
+            c[r.alignment.decision] += 1
+        manifest = {
+            "format_version": DATA_FORMAT_VERSION,
+            "layout": layout,
+            "build_time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "build_seconds": round(time.time() - t0, 1),
+            "seed": config.seed,
+            "config": asdict(config),
+            "counts": counts,
+            "alignment_summary": decisions,
+            "alignment_thresholds": _alignment_thresholds(),
+            "negatives": "other-spectrum patch at another keypoint of the same image, Chebyshev distance >= patch size",
+            "sources": {"data_dir": str(d), "pairs": [r.record for r in results]},
+        }
+        _write_json_atomic(manifest, tmp / MANIFEST)
+        _install(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return manifest
+
+
+# ------------------------------------------------------------------------------------------ using a build
+
+
+def read_manifest(out_dir: PathLike) -> Dict[str, Any]:
+    """The manifest of a complete build; DataError if there is none or it is unreadable."""
+    path = Path(out_dir) / MANIFEST
+    if not path.is_file():
+        raise DataError(f"{out_dir}: not a complete patch build (no {MANIFEST})")
+    try:
+        with open(path) as fh:
+            m = json.load(fh)
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: unreadable manifest ({e})") from None
+    if not isinstance(m, dict) or m.get("format_version") != DATA_FORMAT_VERSION or "counts" not in m:
+        raise DataError(f"{path}: not a format-{DATA_FORMAT_VERSION} rrl-edge patch manifest")
+    return m
+
+
+def load_split(out_dir: PathLike, split: str, mmap: bool = False) -> Dict[str, PatchSet]:
+    """Every category of one split of a build, keyed by category name (``mmap`` maps patches read-only)."""
+    if split not in SPLITS:
+        raise DataError(f"split {split!r}: expected one of {SPLITS}")
+    out = Path(out_dir)
+    m = read_manifest(out)
+    sets: Dict[str, PatchSet] = {}
+    for cat, info in sorted(m["counts"].get(split, {}).items()):
+        ps = load_patch_file(out / info["patches_file"], out / info["labels_file"], name=cat, mmap=mmap)
+        if len(ps) != info["pairs"]:
+            raise DataError(f"{out / info['patches_file']}: {len(ps)} pairs, the manifest says {info['pairs']}")
+        sets[cat] = ps
+    return sets
+
+
+def _listing(d: Path) -> List[Tuple[str, int]]:
+    """Relative names and sizes of every file under ``d`` (symlinks followed): the cache key's view of the data."""
+    out = []
+    for root, dirs, files in os.walk(d, followlinks=True):
+        dirs.sort()
+        for f in sorted(files):
+            p = Path(root) / f
+            try:
+                out.append((str(p.relative_to(d)), p.stat().st_size))
+            except OSError:
+                out.append((str(p.relative_to(d)), -1))
+    return out
+
+
+def dataset_key(data_dir: PathLike, config: PatchConfig = PatchConfig()) -> str:
+    """Short hash of what determines a build: data folder, its file listing, config, format version."""
+    d = Path(data_dir).expanduser().resolve()
+    blob = json.dumps(
+        {"dir": str(d), "files": _listing(d), "config": asdict(config), "format": DATA_FORMAT_VERSION},
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def ensure_dataset(
+    data_dir: PathLike, config: PatchConfig = PatchConfig(), cache_root: Optional[PathLike] = None, progress: bool = True
+) -> Path:
+    """The build folder for (data_dir, config) under the cache, building it unless already complete."""
+    layout = detect_layout(data_dir)
+    if cache_root is None:
+        cache_root = os.environ.get("RRL_EDGE_CACHE") or Path.home() / ".cache" / "rrl-edge" / "patches"
+    out = Path(cache_root).expanduser() / f"{layout}-{dataset_key(data_dir, config)}"
+    try:
+        read_manifest(out)
+        return out
+    except DataError:
+        pass
+    build_dataset(data_dir, out, config, progress)
+    return out

@@ -1,0 +1,76 @@
+"""FPR95 per category and the mean: the evaluation `rrl-edge eval` prints and writes as JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Callable, Dict, Mapping, Optional
+
+import numpy as np
+
+from rrl_edge.data.patchfile import PatchSet
+from rrl_edge.metrics import fpr95
+
+Scorer = Callable[[PatchSet], np.ndarray]
+
+
+def evaluate_sets(sets: Mapping[str, PatchSet], scorer: Scorer) -> Dict[str, object]:
+    """{"categories": {name: {"fpr95", "pairs"}}, "mean_fpr95"}; the mean is over categories."""
+    categories: Dict[str, Dict[str, float]] = {}
+    for name, ps in sets.items():
+        categories[name] = {"fpr95": round(fpr95(ps.labels, scorer(ps)), 4), "pairs": int(len(ps))}
+    mean = float(np.mean([c["fpr95"] for c in categories.values()]))
+    return {"categories": categories, "mean_fpr95": round(mean, 4)}
+
+
+def format_table(results: Dict[str, Dict[str, object]]) -> str:
+    """A plain-text table, one column of FPR95 per method (e.g. "RRL-Net", "SIFT")."""
+    methods = list(results)
+    first = results[methods[0]]["categories"]
+    assert isinstance(first, dict)
+    header = f"{'category':<12} {'pairs':>7} " + " ".join(f"{m + ' FPR95':>15}" for m in methods)
+    lines = [header, "-" * len(header)]
+    for name in first:
+        row = f"{name:<12} {first[name]['pairs']:>7} "
+        row += " ".join(f"{results[m]['categories'][name]['fpr95']:>15.2f}" for m in methods)  # type: ignore[index]
+        lines.append(row)
+    lines.append("-" * len(header))
+    total = sum(int(c["pairs"]) for c in first.values())
+    lines.append(f"{'mean':<12} {total:>7} " + " ".join(f"{results[m]['mean_fpr95']:>15.2f}" for m in methods))
+    return "\n".join(lines)
+
+
+def write_json(obj: object, path: os.PathLike) -> None:
+    """Atomic JSON write: a temporary file beside the target, then a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def plot_roc(curves: Mapping[str, Mapping[str, tuple]], path: os.PathLike, title: Optional[str] = None) -> None:
+    """One PNG: ROC curves of every (method, category), FPR on a log axis, TPR = 0.95 marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for method, per_cat in curves.items():
+        style = "-" if method == next(iter(curves)) else "--"
+        for cat, (fpr, tpr) in per_cat.items():
+            ax.plot(np.maximum(fpr, 1e-4) * 100, tpr, style, lw=1, label=f"{method} {cat}")
+    ax.axhline(0.95, color="k", lw=0.5)
+    ax.set_xscale("log")
+    ax.set_xlabel("false positive rate (%)")
+    ax.set_ylabel("true positive rate")
+    ax.set_title(title or "ROC")
+    ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)

@@ -1,0 +1,61 @@
+"""Turn what a user points at (a folder of image pairs or a patch file) into named patch sets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+
+from rrl_edge.data.build import PatchConfig, detect_layout, ensure_dataset, load_split
+from rrl_edge.data.patchfile import PatchSet, load_patch_file
+from rrl_edge.errors import DataError
+
+VALIDATION_FRACTION = 0.05  # of a published patch file's pairs, when no --val-data is given
+
+
+def load_sets(
+    data: Path,
+    split: str,
+    config: PatchConfig = PatchConfig(),
+    labels: Optional[Path] = None,
+    progress: bool = True,
+) -> Tuple[Dict[str, PatchSet], Dict[str, object]]:
+    """Patch sets of one split keyed by category, and where they came from.
+
+    A folder of registered image pairs (VIS-NIR or RoadScene) is cut into patches once and cached; a
+    .npy patch file in the published format is used as it is, whatever the split.
+    """
+    data = Path(data)
+    if data.is_file():
+        ps = load_patch_file(data, labels)
+        return {ps.name: ps}, {"source": str(data), "layout": "patch-file"}
+    layout = detect_layout(data)
+    build_dir = ensure_dataset(data, config, progress=progress)
+    sets = load_split(build_dir, split)
+    if not sets:
+        raise DataError(f"{data}: the {split!r} split has no patches (build in {build_dir})")
+    return sets, {"source": str(data.resolve()), "layout": layout, "build_dir": str(build_dir)}
+
+
+def concat(sets: Dict[str, PatchSet], name: str) -> PatchSet:
+    """All categories of a split as one set (training does not care about categories)."""
+    parts = list(sets.values())
+    if len(parts) == 1:
+        return PatchSet(name, parts[0].patches, parts[0].labels)
+    return PatchSet(name, np.concatenate([p.patches for p in parts]), np.concatenate([p.labels for p in parts]))
+
+
+def split_off_validation(ps: PatchSet, seed: int) -> Tuple[PatchSet, PatchSet]:
+    """A seeded, label-balanced hold-out of a patch file that comes without a validation file."""
+    rng = np.random.default_rng(seed)
+    val_idx = []
+    for label in (0, 1):
+        idx = np.flatnonzero(ps.labels == label)
+        val_idx.append(rng.choice(idx, size=max(1, int(len(idx) * VALIDATION_FRACTION)), replace=False))
+    mask = np.zeros(len(ps), dtype=bool)
+    mask[np.concatenate(val_idx)] = True
+    return (
+        PatchSet(ps.name + "-train", ps.patches[~mask], ps.labels[~mask]),
+        PatchSet(ps.name + "-val", ps.patches[mask], ps.labels[mask]),
+    )

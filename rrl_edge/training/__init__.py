@@ -1,0 +1,1 @@
+"""MLPP training: augmentation, batching, the training loop."""

@@ -1,0 +1,1 @@
+"""Runners that score patch pairs with TensorRT, ONNX Runtime or PyTorch (issue 4)."""

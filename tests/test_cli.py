@@ -1,0 +1,63 @@
+"""The command line as a user runs it: data build into a folder, eval on a published-format patch file, errors."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from rrl_edge.data.patchfile import save_patch_set
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "rrl_edge.cli", *args], capture_output=True, text=True, timeout=900)
+
+
+def test_data_build_writes_patch_files_and_manifest(tmp_path, data_root):
+    src = tmp_path / "vis-nir"
+    for cat, ids in (("country", ("0008", "0012")), ("field", ("0013",))):
+        for i in ids:
+            for ext in ("_rgb.jpg", "_nir.jpg", "_nir.npy"):
+                f = data_root / "vis-nir" / cat / f"{i}{ext}"
+                if f.exists():
+                    (src / cat).mkdir(parents=True, exist_ok=True)
+                    (src / cat / f.name).symlink_to(f.resolve())
+    out = tmp_path / "build"
+    result = run_cli("data", "build", "--data", str(src), "--out", str(out), "--train-keypoints", "40",
+                     "--eval-keypoints", "20", "--quiet")
+    assert result.returncode == 0, result.stderr[-2000:]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["counts"]["test"]["field"]["pairs"] == 40
+    patches = np.load(out / "test_field_patches.npy")
+    labels = np.load(out / "test_field_labels.npy")
+    assert patches.shape == (40, 2, 64, 64) and patches.dtype == np.uint8 and labels.sum() == 20
+
+
+def test_eval_on_a_published_format_patch_file(tmp_path, visnir_test):
+    ps = visnir_test["urban"]
+    save_patch_set(ps, tmp_path / "urban_patches.npy", tmp_path / "urban_labels.npy")
+    result = run_cli("eval", "--data", str(tmp_path / "urban_patches.npy"), "--json", str(tmp_path / "r.json"), "--quiet")
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads((tmp_path / "r.json").read_text())
+    (name, cat), = report["categories"].items()
+    assert cat["pairs"] == len(ps)
+    assert report["mean_fpr95"] == cat["fpr95"] < 20
+
+
+def test_eval_names_a_file_that_is_not_a_patch_file(tmp_path):
+    bogus = tmp_path / "notes.npy"
+    bogus.write_text("these are not patches")
+    result = run_cli("eval", "--data", str(bogus))
+    assert result.returncode == 2
+    assert "notes.npy" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_train_refuses_an_output_folder_that_is_a_file(tmp_path, visnir_test):
+    ps = visnir_test["urban"]
+    save_patch_set(ps, tmp_path / "p_patches.npy", tmp_path / "p_labels.npy")
+    blocker = tmp_path / "run"
+    blocker.write_text("a file")
+    result = run_cli("train", "--data", str(tmp_path / "p_patches.npy"), "--out-dir", str(blocker), "--max-steps", "1")
+    assert result.returncode == 2
+    assert "run is a file" in result.stderr

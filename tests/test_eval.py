@@ -1,0 +1,87 @@
+"""Evaluation on real VIS-NIR test patches: the shipped model, the SIFT baseline, the CLI's table and JSON."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from rrl_edge.baselines.sift import sift_scores
+from rrl_edge.checkpoint import load_model
+from rrl_edge.errors import InputError
+from rrl_edge.evaluate import evaluate_sets
+from rrl_edge.inference import score_pairs
+from rrl_edge.metrics import fpr95
+
+# What the shipped model must at least keep on every run (README has its measured numbers).
+SHIPPED_MEAN_FPR95_CEILING = 10.0
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return load_model(None)[0]
+
+
+def test_shipped_model_beats_sift_on_every_test_category(shipped, visnir_test):
+    assert sorted(visnir_test) == ["field", "forest", "indoor", "mountain", "oldbuilding", "street", "urban", "water"]
+    net = evaluate_sets(visnir_test, lambda ps: score_pairs(shipped, ps.patches))
+    sift = evaluate_sets(visnir_test, lambda ps: sift_scores(ps.patches))
+    assert net["mean_fpr95"] < SHIPPED_MEAN_FPR95_CEILING
+    assert net["mean_fpr95"] < sift["mean_fpr95"] / 2
+    for name in visnir_test:
+        assert net["categories"][name]["fpr95"] < sift["categories"][name]["fpr95"], name
+
+
+def test_sift_baseline_separates_real_pairs_better_than_chance(visnir_test):
+    ps = visnir_test["field"]
+    scores = sift_scores(ps.patches)
+    assert scores[ps.labels == 1].mean() > scores[ps.labels == 0].mean()
+    assert fpr95(ps.labels, scores) < 80
+
+
+def test_scores_do_not_depend_on_batch_size(shipped, visnir_test):
+    patches = visnir_test["water"].patches[:300]
+    np.testing.assert_allclose(score_pairs(shipped, patches, 7), score_pairs(shipped, patches, 256), atol=1e-5)
+
+
+def test_eval_cli_table_and_json(tmp_path, data_root, visnir_build):
+    out = tmp_path / "eval.json"
+    roc = tmp_path / "roc.png"
+    result = subprocess.run(
+        [sys.executable, "-m", "rrl_edge.cli", "eval", "--data", str(data_root / "vis-nir"), "--categories",
+         "field,water", "--baseline", "sift", "--json", str(out), "--roc", str(roc), "--quiet"],
+        capture_output=True, text=True, timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert set(report["categories"]) == {"field", "water"}
+    for cat in report["categories"].values():
+        assert set(cat) == {"fpr95", "pairs"} and cat["pairs"] > 1000
+    assert report["mean_fpr95"] == pytest.approx(np.mean([c["fpr95"] for c in report["categories"].values()]), abs=1e-3)
+    assert report["baseline"]["method"] == "sift"
+    assert "field" in result.stdout and "mean" in result.stdout and "SIFT FPR95" in result.stdout
+    assert roc.stat().st_size > 10_000
+
+
+@pytest.mark.parametrize(
+    "pairs,match",
+    [
+        (np.zeros((4, 2, 32, 32), np.uint8), r"shape \(N, 2, 64, 64\)"),
+        (np.zeros((0, 2, 64, 64), np.uint8), "N = 0"),
+        (np.zeros((4, 2, 64, 64), np.int64), "uint8 or float"),
+        (np.full((4, 2, 64, 64), np.nan, np.float32), "4 patch pair\\(s\\) contain NaN"),
+    ],
+)
+def test_bad_pairs_are_refused(shipped, pairs, match):
+    with pytest.raises(InputError, match=match):
+        score_pairs(shipped, pairs)
+
+
+def test_eval_cli_on_an_empty_folder_names_it(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = subprocess.run([sys.executable, "-m", "rrl_edge.cli", "eval", "--data", str(empty)],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert str(empty) in result.stderr and "Traceback" not in result.stderr
