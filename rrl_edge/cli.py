@@ -34,6 +34,7 @@ def _add_patch_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the patch cutting and splits (default 0)")
     p.add_argument("--train-keypoints", type=_positive_int, default=None, help="positive pairs per training image")
     p.add_argument("--eval-keypoints", type=_positive_int, default=None, help="positive pairs per val/test image")
+    p.add_argument("--val-images", type=_positive_int, default=None, help="VIS-NIR country images held out for validation")
 
 
 def _patch_config(args: argparse.Namespace):  # -> PatchConfig
@@ -44,6 +45,8 @@ def _patch_config(args: argparse.Namespace):  # -> PatchConfig
         overrides["train_keypoints_per_image"] = args.train_keypoints
     if args.eval_keypoints:
         overrides["eval_keypoints_per_image"] = args.eval_keypoints
+    if args.val_images:
+        overrides["val_images"] = args.val_images
     return PatchConfig(**overrides)
 
 

@@ -16,7 +16,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 
 def test_data_build_writes_patch_files_and_manifest(tmp_path, data_root):
     src = tmp_path / "vis-nir"
-    for cat, ids in (("country", ("0008", "0012")), ("field", ("0013",))):
+    for cat, ids in (("country", ("0008", "0012", "0033")), ("field", ("0013",))):
         for i in ids:
             for ext in ("_rgb.jpg", "_nir.jpg", "_nir.npy"):
                 f = data_root / "vis-nir" / cat / f"{i}{ext}"
@@ -25,10 +25,12 @@ def test_data_build_writes_patch_files_and_manifest(tmp_path, data_root):
                     (src / cat / f.name).symlink_to(f.resolve())
     out = tmp_path / "build"
     result = run_cli("data", "build", "--data", str(src), "--out", str(out), "--train-keypoints", "40",
-                     "--eval-keypoints", "20", "--quiet")
+                     "--eval-keypoints", "20", "--val-images", "1", "--quiet")
     assert result.returncode == 0, result.stderr[-2000:]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["counts"]["test"]["field"]["pairs"] == 40
+    assert manifest["counts"]["val"]["country"]["images"] == 1
+    assert manifest["counts"]["train"]["country"]["images"] == 2
     patches = np.load(out / "test_field_patches.npy")
     labels = np.load(out / "test_field_labels.npy")
     assert patches.shape == (40, 2, 64, 64) and patches.dtype == np.uint8 and labels.sum() == 20
