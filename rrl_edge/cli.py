@@ -11,7 +11,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Optional, Sequence
 
 from rrl_edge.errors import RRLEdgeError
 
@@ -123,7 +123,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from sklearn.metrics import roc_curve
 
     from rrl_edge.checkpoint import load_model, shipped_checkpoint
-    from rrl_edge.evaluate import evaluate_sets, format_table, plot_roc, write_json
+    from rrl_edge.atomic import write_json
+    from rrl_edge.evaluate import evaluate_sets, format_table, plot_roc
     from rrl_edge.inference import score_pairs
     from rrl_edge.patch_sources import load_sets
 

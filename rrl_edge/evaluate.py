@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 from typing import Callable, Dict, Mapping, Optional
 
 import numpy as np
 
+from rrl_edge.atomic import save_figure
 from rrl_edge.data.patchfile import PatchSet
 from rrl_edge.metrics import fpr95
 
@@ -41,15 +40,6 @@ def format_table(results: Dict[str, Dict[str, object]]) -> str:
     return "\n".join(lines)
 
 
-def write_json(obj: object, path: os.PathLike) -> None:
-    """Atomic JSON write: a temporary file beside the target, then a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
 def plot_roc(curves: Mapping[str, Mapping[str, tuple]], path: os.PathLike, title: Optional[str] = None) -> None:
     """One PNG: ROC curves of every (method, category), FPR on a log axis, TPR = 0.95 marked."""
     import matplotlib
@@ -69,8 +59,5 @@ def plot_roc(curves: Mapping[str, Mapping[str, tuple]], path: os.PathLike, title
     ax.set_title(title or "ROC")
     ax.legend(fontsize=6, ncol=2)
     fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
-    os.replace(tmp, path)

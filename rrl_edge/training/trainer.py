@@ -10,7 +10,6 @@ Files in ``out_dir``:
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -24,6 +23,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from rrl_edge.atomic import save_figure, write_json
 from rrl_edge.checkpoint import load_train_model, read_checkpoint, save_checkpoint, shipped_checkpoint
 from rrl_edge.data.patchfile import PatchSet
 from rrl_edge.errors import CheckpointError, DataError
@@ -163,16 +163,8 @@ def _plot_curve(history: List[Dict[str, float]], path: Path) -> None:
     ax.grid(True, which="both", alpha=0.3)
     ax.set_title("RRL-Net learning curve")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
+    save_figure(fig, path)
     plt.close(fig)
-    os.replace(tmp, path)
-
-
-def _write_json(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)
 
 
 def train(cfg: TrainConfig, train_set: PatchSet, val_set: PatchSet, data_info: Optional[Dict[str, Any]] = None) -> RunState:
@@ -237,7 +229,7 @@ def _train(cfg: TrainConfig, train_set: PatchSet, val_set: PatchSet, data_info: 
             save_checkpoint(
                 out_dir / "last.pt", model, optimizer=optimizer.state_dict(), run_state=asdict(state), **run_info
             )
-            _write_json({"best_val_fpr95": state.best_val_fpr95, "history": state.history}, out_dir / "curve.json")
+            write_json({"best_val_fpr95": state.best_val_fpr95, "history": state.history}, out_dir / "curve.json")
             _plot_curve(state.history, out_dir / "curve.png")
             tqdm.write(f"step {state.step}/{total_steps}  loss {train_loss:.4f}  val FPR95 {val:.2f}%  best {state.best_val_fpr95:.2f}%  ({state.minutes:.1f} min)")
         ctx.barrier()
