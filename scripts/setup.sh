@@ -10,5 +10,6 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
 "$VENV/bin/python" -m pip install --quiet "torch==2.13.0"
-"$VENV/bin/python" -m pip install --quiet -e ".[train,dev]"
+"$VENV/bin/python" -m pip install --quiet -e ".[train,export,dev]"
+"$VENV/bin/python" -m pip install --quiet --no-deps "tensorrt-stubs==10.13.0.35.1"  # types only: see pyproject dev
 echo "environment ready: $VENV (activate with: source $VENV/bin/activate)"

@@ -1,0 +1,88 @@
+"""The `export` and `build` sub-commands of `rrl-edge`.
+
+Only argparse at import time: onnx, onnxruntime, torch and TensorRT load inside the handlers, so
+`rrl-edge --help` and training never need them, and `rrl-edge build` runs on a Jetson without torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Optional
+
+
+def _path(value: Optional[str]) -> Optional[Path]:
+    return Path(value) if value else None
+
+
+def _add_engine_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--fp16", action="store_true", help="let TensorRT use FP16 kernels (8.5-10.x)")
+    p.add_argument("--min-batch", type=int, default=1, help="smallest batch the engine accepts (default 1)")
+    p.add_argument("--opt-batch", type=int, default=32, help="batch the engine is tuned for (default 32)")
+    p.add_argument("--max-batch", type=int, default=256, help="largest batch the engine accepts (default 256)")
+    p.add_argument("--workspace", type=int, default=1024, metavar="MB", help="TensorRT workspace limit (default 1024)")
+    p.add_argument("--int8-mode", choices=("auto", "explicit", "implicit"), default="auto",
+                   help="INT8 from the Q/DQ scales (explicit) or by TensorRT's own calibration (implicit); "
+                        "auto: implicit on TensorRT 8.5 (JetPack 5), explicit from 8.6 on")
+    p.add_argument("--timing-cache", help="TensorRT timing cache file, reused between builds "
+                                          "(default: ~/.cache/rrl-edge/tensorrt/, one per TensorRT version and GPU)")
+
+
+def _profile(args: argparse.Namespace):  # -> BatchProfile
+    from rrl_edge.export.tensorrt_build import BatchProfile
+
+    return BatchProfile(args.min_batch, args.opt_batch, args.max_batch)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from rrl_edge.export.pipeline import ExportOptions, run_export
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    run_export(ExportOptions(
+        out_dir=Path(args.out_dir), checkpoint=_path(args.checkpoint), int8=args.int8, fp16=args.fp16,
+        calib_data=_path(args.calib_data), calib_samples=args.calib_samples, calib_method=args.calib_method,
+        eval_data=_path(args.eval_data), proof_pairs=args.proof_pairs, budget=args.budget, seed=args.seed,
+        profile=_profile(args), workspace_mb=args.workspace, engine=args.engine, int8_mode=args.int8_mode,
+        timing_cache=_path(args.timing_cache), progress=not args.quiet,
+    ))
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from rrl_edge.export.tensorrt_build import EngineRequest, build_engine, manifest_path
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    request = EngineRequest(Path(args.onnx), Path(args.engine), _profile(args), args.workspace, args.fp16,
+                            args.int8_mode, _path(args.timing_cache))
+    manifest = build_engine(request)
+    print(f"engine {request.engine} ({manifest['precision']}, TensorRT {manifest['tensorrt_version']} on "
+          f"{manifest['gpu']['name']}); manifest {manifest_path(request.engine)}")
+    return 0
+
+
+def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """Register `rrl-edge export` and `rrl-edge build` on the CLI's sub-parsers."""
+    p = sub.add_parser("export", help="ONNX (and INT8) models checked against PyTorch; the engine where TensorRT runs")
+    p.add_argument("--checkpoint", help="default: the shipped VIS-NIR model")
+    p.add_argument("--out-dir", required=True, help="folder for rrl.onnx, rrl.int8.onnx, ... (created)")
+    p.add_argument("--int8", action="store_true", help="also calibrate INT8 models (TensorRT Q/DQ and ONNX Runtime CPU)")
+    p.add_argument("--calib-data", help="image-pair folder whose training split calibrates (default: shared VIS-NIR)")
+    p.add_argument("--calib-samples", type=int, default=512, help="calibration pairs, even over categories and labels")
+    p.add_argument("--calib-method", choices=("entropy", "minmax", "percentile"), default="entropy")
+    p.add_argument("--eval-data", help="image-pair folder whose test split is the proof (default: shared VIS-NIR)")
+    p.add_argument("--proof-pairs", type=int, default=2000,
+                   help="test pairs per category for the proof, half matching (default 2000; 0 = all)")
+    p.add_argument("--budget", type=float, default=0.3,
+                   help="FPR95 points INT8 may differ from PyTorch, per category and mean (default 0.3)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the calibration and proof samples")
+    p.add_argument("--engine", default="rrl.plan", help="engine file name inside --out-dir")
+    p.add_argument("--quiet", action="store_true")
+    _add_engine_options(p)
+    p.set_defaults(func=cmd_export)
+
+    b = sub.add_parser("build", help="a TensorRT engine from an exported ONNX, on the GPU that will run it")
+    b.add_argument("--onnx", required=True, help="rrl.int8.onnx (INT8) or rrl.onnx (FP32/FP16) from `rrl-edge export`")
+    b.add_argument("--engine", default="rrl.plan", help="engine file to write; its manifest goes beside it (.json)")
+    _add_engine_options(b)
+    b.set_defaults(func=cmd_build)

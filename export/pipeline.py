@@ -1,0 +1,287 @@
+"""`rrl-edge export`: checkpoint -> checked ONNX (-> INT8 Q/DQ + CPU INT8) -> engine where TensorRT exists.
+
+Everything is written into a staging folder inside ``--out-dir`` and moved into place only when every
+check passed, so a failed export (bad input, a score mismatch, INT8 over budget) leaves no half of a
+model set behind. The engine is built last, from the installed ONNX, only where TensorRT and a GPU exist.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+import numpy as np
+
+from rrl_edge.calibration.quantize import CPU, METHODS, TENSORRT, quantize
+from rrl_edge.calibration.sampling import CalibrationSet, load_calibration_sets, select_samples
+from rrl_edge.data.patchfile import PatchSet
+from rrl_edge.errors import ExportError
+from rrl_edge.export.artifacts import (
+    CALIB_CPU_RANGES,
+    CALIB_MANIFEST,
+    CALIB_RANGES,
+    CALIB_SAMPLES,
+    DEFAULT_ENGINE,
+    FP32_ONNX,
+    INT8_CPU_ONNX,
+    INT8_ONNX,
+    REPORT,
+    atomic_write_bytes,
+    atomic_write_json,
+    sha256_file,
+)
+from rrl_edge.export.interface import INPUT_NAMES, OPSET, OUTPUT_NAME
+from rrl_edge.export.parity import MIN_FP32_PAIRS, fp32_proof, format_parity, int8_parity, proof_sets
+from rrl_edge.export.tensorrt_build import BatchProfile, EngineRequest, build_engine, tensorrt_status
+from rrl_edge.metrics import fpr95
+
+ARTIFACTS = (FP32_ONNX, INT8_ONNX, INT8_CPU_ONNX, CALIB_RANGES, CALIB_CPU_RANGES, CALIB_SAMPLES, CALIB_MANIFEST, REPORT)
+PROOF_PAIRS_PER_CATEGORY = 2000  # 1000 matching + 1000 non-matching per VIS-NIR test category: 16,000 pairs
+
+
+@dataclass
+class ExportOptions:
+    out_dir: Path
+    checkpoint: Optional[Path] = None  # None: the shipped VIS-NIR model
+    int8: bool = False
+    fp16: bool = False
+    calib_data: Optional[Path] = None  # None: the shared VIS-NIR folder (its training split)
+    calib_samples: int = 512
+    calib_method: str = "entropy"
+    eval_data: Optional[Path] = None  # None: the shared VIS-NIR folder (its test split)
+    proof_pairs: int = PROOF_PAIRS_PER_CATEGORY  # per category; 0 = every test pair
+    budget: float = 0.3  # FPR95 points an INT8 model may lose (or gain) against PyTorch
+    seed: int = 0
+    profile: BatchProfile = field(default_factory=BatchProfile)
+    workspace_mb: int = 1024
+    engine: str = DEFAULT_ENGINE
+    int8_mode: str = "auto"
+    timing_cache: Optional[Path] = None
+    progress: bool = True
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+def _default_visnir() -> Path:
+    from rrl_edge.data.build import default_data_root
+
+    return default_data_root() / "vis-nir"
+
+
+def validate(opts: ExportOptions) -> None:
+    """Every check on the flags that needs no file read: fail before anything is written."""
+    opts.profile.check()
+    if opts.out_dir.exists() and not opts.out_dir.is_dir():
+        raise ExportError(f"--out-dir {opts.out_dir}: is a file, expected a folder")
+    if opts.calib_samples < 1:
+        raise ExportError(f"--calib-samples {opts.calib_samples}: must be at least 1")
+    if opts.calib_method not in METHODS:
+        raise ExportError(f"--calib-method {opts.calib_method!r}: expected one of {', '.join(METHODS)}")
+    if not opts.budget >= 0:
+        raise ExportError(f"--budget {opts.budget}: must be a non-negative number of FPR95 points")
+    if opts.proof_pairs < 0:
+        raise ExportError(f"--proof-pairs {opts.proof_pairs}: must be 0 (all) or positive")
+    if opts.workspace_mb < 1:
+        raise ExportError(f"--workspace {opts.workspace_mb}: must be at least 1 MB")
+    if not opts.engine or Path(opts.engine).name != opts.engine:
+        raise ExportError(f"--engine {opts.engine!r}: a file name inside --out-dir, without folders")
+
+
+def _load_proof_sets(opts: ExportOptions) -> Dict[str, PatchSet]:
+    from rrl_edge.data.build import PatchConfig
+    from rrl_edge.patch_sources import load_sets
+
+    source = opts.eval_data or _default_visnir()
+    sets, _ = load_sets(source, "test", PatchConfig(), progress=opts.progress)
+    proof = proof_sets(sets, opts.proof_pairs, opts.seed)
+    total = sum(len(ps) for ps in proof.values())
+    if total < MIN_FP32_PAIRS:
+        raise ExportError(f"the proof needs at least {MIN_FP32_PAIRS} test pairs; {source} gives {total} "
+                          f"with --proof-pairs {opts.proof_pairs}")
+    return proof
+
+
+def _fpr95_table(labels: Mapping[str, np.ndarray], scores: Mapping[str, np.ndarray]) -> Dict[str, Any]:
+    categories = {c: round(fpr95(labels[c], scores[c]), 4) for c in labels}
+    return {"mean": round(float(np.mean(list(categories.values()))), 4), "categories": categories}
+
+
+def _versions() -> Dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in ("torch", "onnx", "onnxruntime", "onnxsim", "onnxslim"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def _install(staging: Path, out_dir: Path, produced: List[str], engine: str) -> None:
+    """Move the staged artifacts into ``out_dir``; drop what an earlier export left that no longer matches.
+
+    That is its artifacts this export did not make, and its engine: it was built from the replaced ONNX.
+    """
+    for name in (engine, engine + ".json"):
+        (out_dir / name).unlink(missing_ok=True)
+    for name in produced:
+        os.chmod(staging / name, 0o644)  # ONNX Runtime writes its calibration files 0600
+        os.replace(staging / name, out_dir / name)
+    for name in ARTIFACTS:
+        if name not in produced:
+            (out_dir / name).unlink(missing_ok=True)
+
+
+def run_export(opts: ExportOptions) -> Dict[str, Any]:
+    """The whole export; returns the report (also written as export_report.json). Raises ExportError."""
+    import onnx
+
+    from rrl_edge.checkpoint import load_model
+    from rrl_edge.export.graph_check import require_tensorrt_compatible
+    from rrl_edge.export.onnx_export import export_onnx
+    from rrl_edge.export.ort_scoring import cpu_session, score_onnx
+    from rrl_edge.export.simplify import simplify_onnx
+    from rrl_edge.inference import score_pairs
+
+    started = time.time()
+    validate(opts)
+    model, meta = load_model(opts.checkpoint)
+    calib: Optional[CalibrationSet] = None
+    if opts.int8:
+        calib_dir = opts.calib_data or _default_visnir()
+        calib_sets, info = load_calibration_sets(calib_dir, progress=opts.progress)
+        calib = select_samples(calib_sets, opts.calib_samples, opts.seed, source=str(info.get("source", calib_dir)))
+    proof = _load_proof_sets(opts)
+    labels = {c: ps.labels for c, ps in proof.items()}
+    total = sum(len(ps) for ps in proof.values())
+    _say(f"model {meta['path']} (width {meta['config']['width']}); proof on {total} real test pairs "
+         f"({', '.join(f'{c} {len(ps)}' for c, ps in proof.items())})")
+
+    created = not opts.out_dir.exists()
+    opts.out_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".export-", dir=opts.out_dir))
+    try:
+        proto = export_onnx(model, staging / "exported.onnx")
+        first = next(iter(proof.values())).patches[:256]
+        simplify = simplify_onnx(proto, staging / FP32_ONNX, first)
+        _say(f"ONNX opset {OPSET}: {simplify['nodes_before']} nodes, {simplify['tool']} -> {simplify['nodes_after']}")
+        require_tensorrt_compatible(onnx.load(str(staging / FP32_ONNX)), FP32_ONNX)
+
+        reference = {c: score_pairs(model, ps.patches, 256, opts.progress, f"PyTorch {c}") for c, ps in proof.items()}
+        fp32_session = cpu_session(staging / FP32_ONNX)
+        fp32_scores = {c: score_onnx(fp32_session, ps.patches, 256, opts.progress, f"ONNX {c}") for c, ps in proof.items()}
+        fp32 = fp32_proof(reference, fp32_scores)
+        _say(f"FP32 ONNX vs PyTorch on {fp32.pairs} pairs: max |score difference| {fp32.max_abs_diff:.2e} "
+             f"(limit {fp32.to_dict()['tolerance']})")
+        if not fp32.passed:
+            raise ExportError(f"the FP32 ONNX scores differ from PyTorch by {fp32.max_abs_diff:.3g} (> 1e-4); nothing written")
+
+        produced = [FP32_ONNX]
+        report: Dict[str, Any] = {
+            "format": "rrl-edge-export",
+            "checkpoint": meta["path"],
+            "model_config": meta["config"],
+            "opset": OPSET,
+            "inputs": list(INPUT_NAMES),
+            "output": OUTPUT_NAME,
+            "versions": _versions(),
+            "simplify": simplify,
+            "proof_data": {"split": "test", "pairs": {c: len(ps) for c, ps in proof.items()}, "seed": opts.seed},
+            "fp32": fp32.to_dict(),
+            "fpr95": {"pytorch": _fpr95_table(labels, reference), "onnx-fp32": _fpr95_table(labels, fp32_scores)},
+        }
+        if calib is not None:
+            int8, files = _int8(opts, calib, staging, labels, reference, proof)
+            report["fpr95"].update(int8.pop("fpr95"))
+            report.update(int8)
+            produced += files
+        report["files"] = {name: sha256_file(staging / name) for name in produced}
+        report["export_seconds"] = round(time.time() - started, 1)
+        atomic_write_json(staging / REPORT, report)
+        _install(staging, opts.out_dir, produced + [REPORT], opts.engine)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        if created:
+            shutil.rmtree(opts.out_dir, ignore_errors=True)
+        raise
+    shutil.rmtree(staging, ignore_errors=True)
+    _say(f"wrote {', '.join(produced + [REPORT])} to {opts.out_dir} in {report['export_seconds']:.0f} s")
+    _engine(opts)
+    return report
+
+
+def _int8(
+    opts: ExportOptions,
+    calib: CalibrationSet,
+    staging: Path,
+    labels: Mapping[str, np.ndarray],
+    reference: Mapping[str, np.ndarray],
+    proof: Mapping[str, PatchSet],
+) -> Tuple[Dict[str, Any], List[str]]:
+    """Calibrate both INT8 models, check the Q/DQ graph and measure both against PyTorch.
+
+    Raises when the Q/DQ model (the engine's source) is over budget; the CPU model is left out when it is.
+    Returns the report's INT8 part and the staged files to install.
+    """
+    import onnx
+
+    from rrl_edge.export.graph_check import require_tensorrt_compatible
+    from rrl_edge.export.ort_scoring import cpu_session, score_onnx
+
+    atomic_write_bytes(staging / CALIB_SAMPLES, calib.npy_bytes())
+    atomic_write_json(staging / CALIB_MANIFEST, calib.manifest())
+    _say(f"calibrating on {len(calib.pairs)} training pairs ({opts.calib_method}), sha256 {calib.sha256[:16]}...")
+    results: Dict[str, Any] = {}
+    for flavour, name, ranges in ((TENSORRT, INT8_ONNX, CALIB_RANGES), (CPU, INT8_CPU_ONNX, CALIB_CPU_RANGES)):
+        quantize(staging / FP32_ONNX, staging / name, calib.pairs, flavour, opts.calib_method, staging / ranges)
+        proto = onnx.load(str(staging / name))
+        for key, value in (("flavour", flavour.name), ("calibration_method", opts.calib_method),
+                           ("calibration_sha256", calib.sha256), ("calibration_ranges", ranges)):
+            proto.metadata_props.add(key=f"rrl_edge.{key}", value=value)
+        atomic_write_bytes(staging / name, proto.SerializeToString())
+        if flavour is TENSORRT:
+            require_tensorrt_compatible(proto, name)
+        session = cpu_session(staging / name)
+        scores = {c: score_onnx(session, ps.patches, 256, opts.progress, f"{name} {c}") for c, ps in proof.items()}
+        results[flavour.name] = (int8_parity(labels, reference, scores, opts.budget), scores)
+    parity = {k: v[0] for k, v in results.items()}
+    _say(format_parity(parity))
+    if not parity[TENSORRT.name]["passed"]:
+        raise ExportError(f"INT8 over budget: the Q/DQ model moved FPR95 by up to {parity[TENSORRT.name]['worst_abs_delta']} "
+                          f"points (budget {opts.budget}) or its decisions agree on fewer than 99% of pairs; no model "
+                          "written and no engine built (try --calib-method, more --calib-samples, or a larger --budget)")
+    produced = [INT8_ONNX, CALIB_RANGES, CALIB_SAMPLES, CALIB_MANIFEST]
+    if parity[CPU.name]["passed"]:
+        produced += [INT8_CPU_ONNX, CALIB_CPU_RANGES]
+    else:  # an extra for ONNX Runtime on CPUs: left out rather than shipped over budget
+        _say(f"{INT8_CPU_ONNX} left out: it moved FPR95 by up to {parity[CPU.name]['worst_abs_delta']} points "
+             f"(budget {opts.budget}); on a CPU use {FP32_ONNX}")
+    part = {
+        "calibration": {**calib.manifest(), "method": opts.calib_method,
+                        "flavours": {TENSORRT.name: INT8_ONNX, CPU.name: INT8_CPU_ONNX}},
+        "int8": parity,
+        "budget": opts.budget,
+        "fpr95": {k: _fpr95_table(labels, v[1]) for k, v in results.items()},
+    }
+    return part, produced
+
+
+def _engine(opts: ExportOptions) -> None:
+    onnx_path = opts.out_dir / (INT8_ONNX if opts.int8 else FP32_ONNX)
+    ok, status = tensorrt_status()
+    if not ok:
+        _say(f"no TensorRT engine here ({status}): build it on the target with "
+             f"`rrl-edge build --onnx {onnx_path} --engine {opts.engine}`")
+        return
+    request = EngineRequest(onnx_path, opts.out_dir / opts.engine, opts.profile, opts.workspace_mb, opts.fp16,
+                            opts.int8_mode, opts.timing_cache)
+    manifest = build_engine(request)
+    _say(f"engine {request.engine} ({manifest['precision']}, {status}) and {request.engine.name}.json")

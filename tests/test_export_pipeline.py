@@ -1,0 +1,138 @@
+"""`rrl-edge export` end to end: artifacts, the proof, the INT8 budget, and bad input leaving nothing behind."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from rrl_edge.cli import main
+from rrl_edge.export.artifacts import sha256_file
+
+pytest_plugins = ("export_fixtures",)
+
+
+def _run(capsys, *argv: str):
+    rc = main(["export", "--quiet", *argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def _untouched(out_dir: Path, before=None) -> bool:
+    if before is None:
+        return not out_dir.exists()
+    return sorted(p.name for p in out_dir.iterdir()) == before
+
+
+def test_missing_checkpoint(tmp_path, capsys):
+    out = tmp_path / "out"
+    rc, _, err = _run(capsys, "--checkpoint", str(tmp_path / "nope.pt"), "--out-dir", str(out))
+    assert rc == 2 and f"checkpoint {tmp_path / 'nope.pt'} does not exist" in err
+    assert _untouched(out)
+
+
+def test_foreign_checkpoint(tmp_path, capsys):
+    import torch
+
+    foreign = tmp_path / "resnet.pt"
+    torch.save({"state_dict": {"fc.weight": torch.zeros(2, 2)}}, foreign)
+    out = tmp_path / "out"
+    rc, _, err = _run(capsys, "--checkpoint", str(foreign), "--out-dir", str(out))
+    assert rc == 2 and str(foreign) in err and "not an rrl-edge checkpoint" in err
+    assert _untouched(out)
+
+
+def test_out_dir_that_is_a_file(random_checkpoint, tmp_path, capsys):
+    target = tmp_path / "taken"
+    target.write_text("keep me")
+    rc, _, err = _run(capsys, "--checkpoint", str(random_checkpoint), "--out-dir", str(target))
+    assert rc == 2 and f"--out-dir {target}: is a file" in err
+    assert target.read_text() == "keep me"
+
+
+def test_batch_profile_out_of_order(random_checkpoint, tmp_path, capsys):
+    out = tmp_path / "out"
+    rc, _, err = _run(capsys, "--checkpoint", str(random_checkpoint), "--out-dir", str(out),
+                      "--min-batch", "64", "--opt-batch", "32", "--max-batch", "16")
+    assert rc == 2 and "--min-batch 64 --opt-batch 32 --max-batch 16" in err and "min <= opt <= max" in err
+    assert _untouched(out)
+
+
+def test_empty_calibration_folder(random_checkpoint, tmp_path, capsys):
+    empty = tmp_path / "calib"
+    empty.mkdir()
+    out = tmp_path / "out"
+    rc, _, err = _run(capsys, "--checkpoint", str(random_checkpoint), "--out-dir", str(out), "--int8",
+                      "--calib-data", str(empty))
+    assert rc == 2 and f"--calib-data {empty}" in err and "empty" in err
+    assert _untouched(out)
+
+
+def test_fewer_calibration_pairs_than_asked(random_checkpoint, data_root, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("earlier work")
+    rc, _, err = _run(capsys, "--checkpoint", str(random_checkpoint), "--out-dir", str(out), "--int8",
+                      "--calib-data", str(data_root / "vis-nir"), "--calib-samples", "10000000")
+    assert rc == 2 and "--calib-samples 10000000: fewer calibration pairs than asked" in err
+    assert _untouched(out, ["keep.txt"])
+
+
+def test_fp32_export_writes_checked_onnx_and_says_where_the_engine_is_built(random_checkpoint, tmp_path, capsys):
+    from rrl_edge.export.tensorrt_build import tensorrt_status
+
+    out = tmp_path / "out"
+    out.mkdir()
+    for stale in ("rrl.int8.onnx", "rrl.plan", "rrl.plan.json"):
+        (out / stale).write_text("left by an earlier export, of another ONNX")
+    rc, stdout, _ = _run(capsys, "--checkpoint", str(random_checkpoint), "--out-dir", str(out), "--proof-pairs", "128")
+    assert rc == 0
+    assert sorted(p.name for p in out.iterdir()) == ["export_report.json", "rrl.onnx"] + (
+        ["rrl.plan", "rrl.plan.json"] if tensorrt_status()[0] else [])
+    report = json.loads((out / "export_report.json").read_text())
+    assert report["fp32"]["pairs"] >= 1000 and report["fp32"]["max_abs_diff"] <= 1e-4 and report["fp32"]["passed"]
+    assert report["files"]["rrl.onnx"] == sha256_file(out / "rrl.onnx")
+    onnx.checker.check_model(onnx.load(str(out / "rrl.onnx")))
+    if not tensorrt_status()[0]:
+        lines = [line for line in stdout.splitlines() if "rrl-edge build" in line]
+        assert len(lines) == 1 and f"--onnx {out / 'rrl.onnx'}" in lines[0] and "no TensorRT engine here" in lines[0]
+
+
+@pytest.mark.slow
+def test_int8_over_budget_fails_and_writes_nothing(trained_checkpoint, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("earlier work")
+    rc, stdout, err = _run(capsys, "--checkpoint", str(trained_checkpoint), "--out-dir", str(out), "--int8",
+                           "--proof-pairs", "128", "--calib-samples", "128", "--budget", "0")
+    assert rc == 2 and "INT8 over budget" in err and "no engine built" in err
+    assert "FPR95 (%)" in stdout and "OVER the budget of 0.0" in stdout
+    assert _untouched(out, ["keep.txt"])
+
+
+@pytest.mark.slow
+def test_int8_export_keeps_fpr95_within_budget(trained_checkpoint, tmp_path, capsys):
+    """The proof at export with its defaults: 2000 test pairs per category, budget 0.3 points, 99% agreement."""
+    from rrl_edge.export.graph_check import check_graph
+
+    out = tmp_path / "out"
+    rc, stdout, err = _run(capsys, "--checkpoint", str(trained_checkpoint), "--out-dir", str(out), "--int8")
+    print(stdout, err)
+    assert rc == 0, err
+    report = json.loads((out / "export_report.json").read_text())
+    qdq = report["int8"]["tensorrt-qdq"]
+    assert qdq["passed"] and qdq["worst_abs_delta"] <= 0.3 and qdq["agreement"] >= 0.99
+    assert report["fp32"]["max_abs_diff"] <= 1e-4
+    for cat in qdq["categories"].values():  # an 8-bit score could take at most 256 values
+        assert abs(cat["delta"]) <= 0.3 and cat["distinct_scores"] > 256
+    assert check_graph(onnx.load(str(out / "rrl.int8.onnx"))) == []
+    calib = json.loads((out / "rrl.calib.json").read_text())
+    assert calib["split"] == "train" and calib["sha256"] == sha256_file(out / "rrl.calib.npy")
+    assert report["calibration"]["sha256"] == calib["sha256"]
+    meta = {p.key: p.value for p in onnx.load(str(out / "rrl.int8.onnx")).metadata_props}
+    assert meta["rrl_edge.calibration_sha256"] == calib["sha256"] and meta["rrl_edge.flavour"] == "tensorrt-qdq"
+    assert (out / "rrl.int8.calib.json").is_file()
+    cpu_within_budget = report["int8"]["onnxruntime-cpu"]["passed"]  # the CPU extra is left out when over budget
+    assert (out / "rrl.int8-cpu.onnx").is_file() == (out / "rrl.int8-cpu.calib.json").is_file() == cpu_within_budget
+    assert np.load(out / "rrl.calib.npy").shape == (512, 2, 64, 64)
