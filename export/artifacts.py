@@ -7,13 +7,10 @@ failed check never leaves half a model that a later build would trust.
 from __future__ import annotations
 
 import hashlib
-import json
-import os
-import tempfile
 from pathlib import Path
-from typing import Any, Callable, Union
+from typing import Any
 
-PathLike = Union[str, "os.PathLike[str]"]
+from rrl_edge.atomic import PathLike, atomic_write, atomic_write_bytes, write_json  # noqa: F401  (shared writers)
 
 FP32_ONNX = "rrl.onnx"  # simplified FP32 graph: TensorRT FP32/FP16 builds, the implicit-INT8 path, ORT CPU
 INT8_ONNX = "rrl.int8.onnx"  # Q/DQ graph for TensorRT: int8 symmetric, zero points 0, per-channel weights
@@ -34,25 +31,5 @@ def sha256_file(path: PathLike) -> str:
     return h.hexdigest()
 
 
-def atomic_write(path: PathLike, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp)`` on a temporary path beside ``path``, then rename it onto ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
-def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
-    return atomic_write(path, lambda tmp: tmp.write_bytes(data))
-
-
 def atomic_write_json(path: PathLike, obj: Any) -> Path:
-    return atomic_write(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=2) + "\n"))
+    return write_json(obj, path)

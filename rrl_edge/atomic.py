@@ -1,25 +1,45 @@
-"""Atomic file writes: a temporary file beside the target, then a rename, so no reader sees half a file."""
+"""Atomic file writes: a temporary file beside the target, then a rename, so no reader sees half a file.
+
+Every writer of the project (checkpoints, patch builds, JSON reports, plots, ONNX models, engines) goes
+through :func:`atomic_write`, so a crash or a failed check never leaves a half-written artifact.
+Needs only the standard library: the device runtime uses it too.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Union
+
+PathLike = Union[str, "os.PathLike[str]"]
 
 
-def write_json(obj: Any, path: "os.PathLike[str] | str") -> None:
+def atomic_write(path: PathLike, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp)`` on a unique temporary path beside ``path``, then rename it onto ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; artifacts are meant to be shared
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
 
 
-def save_figure(fig: Any, path: "os.PathLike[str] | str", dpi: int = 100) -> None:
+def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
+    return atomic_write(path, lambda tmp: tmp.write_bytes(data))
+
+
+def write_json(obj: Any, path: PathLike) -> Path:
+    return atomic_write(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=2) + "\n"))
+
+
+def save_figure(fig: Any, path: PathLike, dpi: int = 100) -> Path:
     """Save a matplotlib figure as PNG atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=dpi)
-    os.replace(tmp, path)
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png"))

@@ -8,12 +8,12 @@ taken from either. Training checkpoints also hold the optimizer, scheduler and s
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Union
 
 import torch
 
+from rrl_edge.atomic import atomic_write
 from rrl_edge.errors import CheckpointError
 from rrl_edge.models.rrlnet import RRLNet, RRLNetConfig, RRLNetTrain
 
@@ -36,18 +36,8 @@ def shipped_checkpoint(name: str = "vis-nir") -> Path:
 
 
 def atomic_torch_save(obj: Any, path: PathLike) -> None:
-    """Write to a temporary file beside ``path`` and rename, so a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; a checkpoint is meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """torch.save through the project's atomic writer: a crash never leaves half a checkpoint."""
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def save_checkpoint(
