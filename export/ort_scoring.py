@@ -9,23 +9,13 @@ import numpy as np
 from tqdm import tqdm
 
 from rrl_edge.export.interface import INPUT_NAMES
-from rrl_edge.inference import check_pairs
+from rrl_edge.runtime.onnxruntime_runner import cpu_session
+from rrl_edge.runtime.pairs import check_pairs
+
+__all__ = ["cpu_session", "score_onnx"]
 
 if TYPE_CHECKING:
     import onnxruntime
-
-
-def cpu_session(model: Union[Path, bytes], threads: Optional[int] = None) -> "onnxruntime.InferenceSession":
-    """A CPU session with every graph optimization on (ONNX Runtime's QDQ fusions need them)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3  # errors only: quantized graphs make it chatty
-    if threads:
-        options.intra_op_num_threads = threads
-    source = str(model) if isinstance(model, Path) else model
-    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
 
 def score_onnx(

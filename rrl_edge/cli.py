@@ -227,7 +227,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     _add_patch_options(p)
     p.set_defaults(func=cmd_eval)
-    from rrl_edge.export.commands import add_commands; add_commands(sub)  # noqa: E702  (export, build)
+    from rrl_edge.export.commands import add_commands as add_export_commands
+    from rrl_edge.runtime.commands import add_commands as add_runtime_commands
+
+    add_export_commands(sub)  # export, build
+    add_runtime_commands(sub)  # run, parity, bench
     return parser
 
 

@@ -9,24 +9,10 @@ import torch
 from tqdm import tqdm
 
 from rrl_edge.errors import InputError
-from rrl_edge.models.rrlnet import PATCH_SIZE, RRLNet
+from rrl_edge.models.rrlnet import RRLNet
+from rrl_edge.runtime.pairs import check_pairs
 
-
-def check_pairs(pairs: np.ndarray, source: str = "input") -> None:
-    """(N, 2, 64, 64) uint8 in [0, 255], or float in [0, 1] with no NaN; N > 0."""
-    if not isinstance(pairs, np.ndarray):
-        raise InputError(f"{source}: expected a numpy array of patch pairs, got {type(pairs).__name__}")
-    if pairs.ndim != 4 or pairs.shape[1:] != (2, PATCH_SIZE, PATCH_SIZE):
-        raise InputError(f"{source}: patch pairs must have shape (N, 2, {PATCH_SIZE}, {PATCH_SIZE}), got {pairs.shape}")
-    if pairs.shape[0] == 0:
-        raise InputError(f"{source}: no patch pairs (N = 0)")
-    if pairs.dtype == np.uint8:
-        return
-    if not np.issubdtype(pairs.dtype, np.floating):
-        raise InputError(f"{source}: patch pairs must be uint8 or float, got {pairs.dtype}")
-    if not np.isfinite(pairs).all():
-        bad = int((~np.isfinite(pairs)).any(axis=(1, 2, 3)).sum())
-        raise InputError(f"{source}: {bad} patch pair(s) contain NaN or infinity")
+__all__ = ["check_pairs", "score_pairs", "to_tensor"]
 
 
 def to_tensor(pairs: np.ndarray) -> torch.Tensor:

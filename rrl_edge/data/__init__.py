@@ -3,29 +3,34 @@
 Modules: ``patchfile`` (the .npy patch format), ``images`` (finding/reading/unwarping pairs),
 ``alignment`` (shift search and the keep/correct/drop decision), ``patches`` (keypoints, cutting,
 negatives), ``build`` (splits, manifest, cache).
+
+The names below load on first use (PEP 562): the device runtime reads patch files through
+``rrl_edge.data.patchfile`` (numpy only) and must not pull in OpenCV and Pillow with the builder.
 """
 
-from rrl_edge.data.build import (
-    DATA_FORMAT_VERSION,
-    PatchConfig,
-    build_dataset,
-    default_data_root,
-    detect_layout,
-    ensure_dataset,
-    load_split,
-)
-from rrl_edge.data.patchfile import PatchSet, load_patch_file, save_patch_set, validate_patches
+from __future__ import annotations
 
-__all__ = [
-    "DATA_FORMAT_VERSION",
-    "PatchConfig",
-    "PatchSet",
-    "build_dataset",
-    "default_data_root",
-    "detect_layout",
-    "ensure_dataset",
-    "load_patch_file",
-    "load_split",
-    "save_patch_set",
-    "validate_patches",
-]
+import importlib
+from typing import Any
+
+_WHERE = {
+    "DATA_FORMAT_VERSION": "store",
+    "PatchConfig": "build",
+    "build_dataset": "build",
+    "default_data_root": "build",
+    "detect_layout": "build",
+    "ensure_dataset": "build",
+    "load_split": "store",
+    "PatchSet": "patchfile",
+    "load_patch_file": "patchfile",
+    "save_patch_set": "patchfile",
+    "validate_patches": "patchfile",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'rrl_edge.data' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"rrl_edge.data.{_WHERE[name]}"), name)

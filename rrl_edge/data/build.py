@@ -37,13 +37,11 @@ from rrl_edge.data import alignment as al
 from rrl_edge.data.images import VISNIR_CATEGORIES, ImagePair, list_roadscene, list_visnir_category, load_pair
 from rrl_edge.data.patches import DETECTORS, make_pairs
 from rrl_edge.data.patchfile import PATCH_SIZE, PatchSet, default_file_mode, load_patch_file, save_patch_set
+from rrl_edge.data.store import DATA_FORMAT_VERSION, MANIFEST, SPLITS, load_split, read_manifest
 from rrl_edge.errors import DataError
 
-DATA_FORMAT_VERSION = 1
-SPLITS = ("train", "val", "test")
 VISNIR_TRAIN_CATEGORY = "country"
 ROADSCENE_VAL_FRACTION = 0.1
-MANIFEST = "manifest.json"
 PathLike = Union[str, "os.PathLike[str]"]
 
 
@@ -364,36 +362,6 @@ def build_dataset(data_dir: PathLike, out_dir: PathLike, config: PatchConfig = P
 
 
 # ------------------------------------------------------------------------------------------ using a build
-
-
-def read_manifest(out_dir: PathLike) -> Dict[str, Any]:
-    """The manifest of a complete build; DataError if there is none or it is unreadable."""
-    path = Path(out_dir) / MANIFEST
-    if not path.is_file():
-        raise DataError(f"{out_dir}: not a complete patch build (no {MANIFEST})")
-    try:
-        with open(path) as fh:
-            m = json.load(fh)
-    except (OSError, ValueError) as e:
-        raise DataError(f"{path}: unreadable manifest ({e})") from None
-    if not isinstance(m, dict) or m.get("format_version") != DATA_FORMAT_VERSION or "counts" not in m:
-        raise DataError(f"{path}: not a format-{DATA_FORMAT_VERSION} rrl-edge patch manifest")
-    return m
-
-
-def load_split(out_dir: PathLike, split: str, mmap: bool = False) -> Dict[str, PatchSet]:
-    """Every category of one split of a build, keyed by category name (``mmap`` maps patches read-only)."""
-    if split not in SPLITS:
-        raise DataError(f"split {split!r}: expected one of {SPLITS}")
-    out = Path(out_dir)
-    m = read_manifest(out)
-    sets: Dict[str, PatchSet] = {}
-    for cat, info in sorted(m["counts"].get(split, {}).items()):
-        ps = load_patch_file(out / info["patches_file"], out / info["labels_file"], name=cat, mmap=mmap)
-        if len(ps) != info["pairs"]:
-            raise DataError(f"{out / info['patches_file']}: {len(ps)} pairs, the manifest says {info['pairs']}")
-        sets[cat] = ps
-    return sets
 
 
 def _listing(d: Path) -> List[Tuple[str, int]]:

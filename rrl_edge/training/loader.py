@@ -103,4 +103,7 @@ class PairLoader:
                     raise item
                 yield item  # type: ignore[misc]
         finally:
+            # Join, not just signal: a daemon thread still inside torch when the interpreter exits aborts the
+            # process ("terminate called without an active exception"), which is how a DDP rank died in CI.
             stop.set()
+            thread.join(timeout=60)

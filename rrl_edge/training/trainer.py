@@ -10,6 +10,7 @@ Files in ``out_dir``:
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 import time
@@ -129,6 +130,9 @@ class DistContext:
 
     def close(self) -> None:
         if self.world_size > 1 and dist.is_initialized():
+            # DDP's hooks form reference cycles; left to interpreter shutdown, its reducer and Gloo's work
+            # objects are torn down without the GIL and abort the process (seen once in CI). Free them now.
+            gc.collect()
             dist.destroy_process_group()
 
 
