@@ -9,14 +9,27 @@ what their runtime needs:
   share them), and only the inputs of weighted layers (Conv, Gemm) quantized: that is where TensorRT
   runs int8 kernels. The softmax-weighted pooling of the attention gates stays float: its weights are
   ~1/4096 and would round to zero in int8.
-- ``CPU``: uint8 activations with reduce_range: on AVX2 without VNNI that is the faster int8 layout.
-  TensorRT rejects it (uint8, non-zero zero points).
+- ``CPU``: uint8 activations with reduce_range: on AVX2 without VNNI that is the faster int8 layout, and
+  asymmetric uint8 resolves the mostly non-negative activations twice as finely as symmetric int8 (its
+  score error is the lower of the two). TensorRT rejects it (uint8, non-zero zero points). It is not
+  faster than FP32 at width 0.25 (benchmarks/int8_study.py speed: 0.91-0.94x for every layout tried,
+  QDQ or QOperator, u8 or s8, with or without reduce_range; quantizing LeakyRelu and MaxPool too, so
+  that ONNX Runtime runs QLinearConv, is slower still, 0.76-0.84x): with 4-64 channels the float NCHWc
+  kernels win and the quantize/dequantize steps around the float attention gates cost the rest.
 
-What stays float in both (``float_nodes``), measured on VIS-NIR: the score head's last Gemm and Sigmoid
-(a quantized score has ~127 distinct values, and tied scores wreck FPR95); the two convolutions that
-read the image (int8 symmetric keeps 7 of its 8 bits, which alone moved FPR95 by points); and the 1x1
-and 1-D convolutions of the attention gates and the FIL cross-gating, whose int8 errors are multiplied
-into every feature. Those are 4% of the multiply-adds; the 3x3 convolutions, 96%, run int8.
+What stays float in both (``float_nodes``), measured on VIS-NIR (benchmarks/int8_study.py): the score
+head's last Gemm and Sigmoid (a quantized score has ~127 distinct values, and tied scores wreck FPR95);
+the two convolutions that read the image (int8 symmetric keeps 7 of its 8 bits, which alone moved FPR95
+by points); the 1x1 and 1-D convolutions of the attention gates and the FIL cross-gating, whose int8
+errors are multiplied into every feature; the 3x3 convolution right after each image convolution
+(``second_convs``: it reads the first attention stage's long-tailed output, and was the most sensitive
+layer: 0.18 logit RMS error on its own, ~40% of the whole model's error variance); and the head's
+hidden Gemms (0.08 logit RMS for 0.06% of the multiply-adds). About 10% of the multiply-adds stay float; the other
+3x3 convolutions, 90%, run int8.
+
+Activation ranges default to the 99.999th percentile of |x| (``PERCENTILE``): ONNX Runtime's entropy
+calibrator works on 128 bins and lands near the maximum anyway, min-max follows single outliers, and
+clipping harder (99.99, 99.9) costs accuracy because the attention features' tails carry signal.
 """
 
 from __future__ import annotations
@@ -41,6 +54,7 @@ log = logging.getLogger(__name__)
 
 METHODS = ("entropy", "minmax", "percentile")
 CALIBRATION_BATCH = 32
+PERCENTILE = 99.999  # of |activation|, for --calib-method percentile
 PASS_BATCHES = 4  # batches per calibration pass: ONNX Runtime holds every intermediate tensor of a pass in memory
 
 
@@ -53,6 +67,8 @@ class Flavour:
     reduce_range: bool
     op_types: Optional[Tuple[str, ...]]  # None: every op type ONNX Runtime quantizes
     extra_options: Tuple[Tuple[str, Any], ...]
+    per_channel: bool = True
+    quant_format: str = "qdq"  # or "qoperator" (QLinearConv etc.: ONNX Runtime CPU only)
 
 
 TENSORRT = Flavour(
@@ -112,8 +128,16 @@ class PairReader:
 
 
 def float_nodes(proto: "onnx.ModelProto") -> List[str]:
-    """Nodes kept float on top of the score head: convolutions that read a graph input, 1-D convolutions
-    (the attention gates) and 1x1 convolutions (the FIL cross-gating)."""
+    """Nodes kept float on top of the score head: ``gate_nodes``, the first 3x3 convolutions after the image
+    convolutions (``second_convs``) and every Gemm (the metric head's MLP)."""
+    second = set(second_convs(proto))
+    extra = [n.name for n in proto.graph.node if n.op_type == "Gemm" or n.name in second]
+    return gate_nodes(proto) + extra
+
+
+def gate_nodes(proto: "onnx.ModelProto") -> List[str]:
+    """Convolutions that read a graph input, 1-D convolutions (the attention gates) and 1x1 convolutions
+    (the FIL cross-gating): float in every INT8 model this module has made."""
     inputs = {i.name for i in proto.graph.input}
     shapes = {t.name: list(t.dims) for t in proto.graph.initializer}
     keep = []
@@ -124,6 +148,34 @@ def float_nodes(proto: "onnx.ModelProto") -> List[str]:
         if node.input[0] in inputs or len(kernel) == 1 or int(np.prod(kernel)) == 1:
             keep.append(node.name)
     return keep
+
+
+def second_convs(proto: "onnx.ModelProto") -> List[str]:
+    """The 2-D convolutions with a spatial kernel first reached from an image convolution without passing
+    another convolution: in RRL-Net the second ALFE convolution of each branch, reading the first attention
+    stage's output (a long-tailed activation whose int8 step is coarse for its bulk)."""
+    inputs = {i.name for i in proto.graph.input}
+    shapes = {t.name: list(t.dims) for t in proto.graph.initializer}
+    consumers: Dict[str, List["onnx.NodeProto"]] = {}
+    for node in proto.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    found: List[str] = []
+    frontier = [o for n in proto.graph.node if n.op_type == "Conv" and n.input[0] in inputs for o in n.output]
+    seen = set(frontier)
+    while frontier:
+        tensor = frontier.pop()
+        for node in consumers.get(tensor, []):
+            if node.op_type == "Conv":
+                kernel = shapes.get(node.input[1], [0])[2:]
+                if len(kernel) == 2 and int(np.prod(kernel)) > 1 and node.name not in found:
+                    found.append(node.name)
+                continue  # never walk through a convolution
+            for out in node.output:
+                if out not in seen:
+                    seen.add(out)
+                    frontier.append(out)
+    return found
 
 
 def rewire_float_inputs(proto: "onnx.ModelProto", names: Sequence[str]) -> int:
@@ -169,6 +221,14 @@ def score_head_nodes(proto: "onnx.ModelProto") -> List[str]:
     return names
 
 
+def quantizable_nodes(proto: "onnx.ModelProto", flavour: Flavour, floats: Optional[Sequence[str]] = None) -> List[str]:
+    """Names of the nodes ``flavour`` quantizes: its op types minus the score head and ``floats``
+    (default ``float_nodes``)."""
+    kept = set(score_head_nodes(proto)) | set(float_nodes(proto) if floats is None else floats)
+    return [n.name for n in proto.graph.node
+            if (flavour.op_types is None or n.op_type in flavour.op_types) and n.name not in kept]
+
+
 def quantize(
     fp32_path: Path,
     out_path: Path,
@@ -177,10 +237,16 @@ def quantize(
     method: str = "entropy",
     ranges_path: Optional[Path] = None,
     exclude: Sequence[str] = (),
+    reuse_ranges: bool = False,
+    percentile: float = PERCENTILE,
+    floats: Optional[Sequence[str]] = None,
 ) -> None:
     """Calibrate on ``pairs`` (uint8 (N, 2, 64, 64)) and write the INT8 model; ranges go to ``ranges_path`` (JSON).
 
-    Nodes named in ``exclude`` stay float too, on top of the score head and ``float_nodes``.
+    Nodes named in ``exclude`` stay float too, on top of the score head and ``floats`` (default
+    ``float_nodes``; studies pass ``gate_nodes`` to measure the layers ``float_nodes`` adds). With
+    ``reuse_ranges`` an existing ``ranges_path`` is read instead of calibrating (studies that quantize one
+    calibration many ways); the export always calibrates afresh.
     """
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -193,16 +259,19 @@ def quantize(
         "minmax": CalibrationMethod.MinMax,
         "percentile": CalibrationMethod.Percentile,
     }[method]
-    if ranges_path is not None:
+    if ranges_path is not None and not reuse_ranges:
         ranges_path.unlink(missing_ok=True)  # ONNX Runtime would otherwise reuse stale ranges from it
     with tempfile.TemporaryDirectory(prefix="rrl-quant-") as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(fp32_path), str(prepared))  # shape inference + folding: what quantize_static expects
         graph = onnx.load(str(prepared))
-        excluded = score_head_nodes(graph) + float_nodes(graph) + list(exclude)
+        kept = float_nodes(graph) if floats is None else list(floats)
+        excluded = score_head_nodes(graph) + kept + list(exclude)
         options: Dict[str, Any] = dict(flavour.extra_options)
         reader = PairReader(pairs)
         options["CalibStridedMinMax"] = reader.pass_size()
+        if method == "percentile":
+            options["CalibPercentile"] = percentile
         activation = QuantType.QUInt8 if flavour.unsigned_activations else QuantType.QInt8
         chatter = io.StringIO()
         with contextlib.redirect_stdout(chatter):  # the calibrators print their progress
@@ -210,9 +279,9 @@ def quantize(
                 str(prepared),
                 str(out_path),
                 reader,
-                quant_format=QuantFormat.QDQ,
+                quant_format=QuantFormat.QOperator if flavour.quant_format == "qoperator" else QuantFormat.QDQ,
                 op_types_to_quantize=list(flavour.op_types) if flavour.op_types else None,
-                per_channel=True,
+                per_channel=flavour.per_channel,
                 reduce_range=flavour.reduce_range,
                 activation_type=activation,
                 weight_type=QuantType.QInt8,

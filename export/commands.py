@@ -69,10 +69,11 @@ def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> 
     p.add_argument("--int8", action="store_true", help="also calibrate INT8 models (TensorRT Q/DQ and ONNX Runtime CPU)")
     p.add_argument("--calib-data", help="image-pair folder whose training split calibrates (default: shared VIS-NIR)")
     p.add_argument("--calib-samples", type=int, default=512, help="calibration pairs, even over categories and labels")
-    p.add_argument("--calib-method", choices=("entropy", "minmax", "percentile"), default="entropy")
+    p.add_argument("--calib-method", choices=("entropy", "minmax", "percentile"), default="percentile",
+                   help="activation ranges: 99.999th percentile of |x| (default), histogram entropy, or min-max")
     p.add_argument("--eval-data", help="image-pair folder whose test split is the proof (default: shared VIS-NIR)")
-    p.add_argument("--proof-pairs", type=int, default=2000,
-                   help="test pairs per category for the proof, half matching (default 2000; 0 = all)")
+    p.add_argument("--proof-pairs", type=int, default=0,
+                   help="test pairs per category for the proof, half matching (default 0 = every test pair)")
     p.add_argument("--budget", type=float, default=0.3,
                    help="FPR95 points INT8 may differ from PyTorch, per category and mean (default 0.3)")
     p.add_argument("--seed", type=int, default=0, help="seed of the calibration and proof samples")

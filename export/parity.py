@@ -2,7 +2,8 @@
 
 FP32 ONNX must match PyTorch to 1e-4 on every pair. An INT8 model must keep FPR95 (per category and the
 mean over categories) within a budget of percentage points, and make the same match / no-match decision
-at score 0.5 on at least 99% of the pairs.
+at score 0.5 on at least 99% of the pairs. The comparison itself is `rrl-edge parity`'s
+(rrl_edge.runtime.parity), so the export proof and the device check measure the same way.
 """
 
 from __future__ import annotations
@@ -13,12 +14,11 @@ from typing import Dict, List, Mapping
 import numpy as np
 
 from rrl_edge.data.patchfile import PatchSet
-from rrl_edge.metrics import fpr95
+from rrl_edge.runtime.parity import THRESHOLD, compare
 
 FP32_TOLERANCE = 1e-4
 MIN_FP32_PAIRS = 1000
 MIN_AGREEMENT = 0.99
-THRESHOLD = 0.5
 
 
 def proof_sets(sets: Mapping[str, PatchSet], per_category: int, seed: int = 0) -> Dict[str, PatchSet]:
@@ -62,35 +62,29 @@ def int8_parity(
     quantized: Mapping[str, np.ndarray],
     budget: float,
 ) -> Dict[str, object]:
-    """FPR95 of both score sets per category and the mean, their differences and the decision agreement."""
+    """The `rrl-edge parity` comparison (rrl_edge.runtime.parity.compare) in the export report's terms, plus
+    the export's own rule: decisions must agree on at least 99% of the pairs."""
+    result = compare(labels, reference, quantized, budget)
     categories: Dict[str, Dict[str, float]] = {}
-    agree_total = 0
-    for name in labels:
-        ref, q = reference[name], quantized[name]
-        agree = int(np.sum((ref >= THRESHOLD) == (q >= THRESHOLD)))
-        agree_total += agree
-        f_ref, f_q = fpr95(labels[name], ref), fpr95(labels[name], q)
+    for name, c in result["categories"].items():
         categories[name] = {
-            "pairs": int(len(ref)),
-            "fpr95_pytorch": round(f_ref, 4),
-            "fpr95_int8": round(f_q, 4),
-            "delta": round(f_q - f_ref, 4),
-            "agreement": round(agree / len(ref), 6),
-            "distinct_scores": int(len(np.unique(q))),
+            "pairs": c["pairs"],
+            "fpr95_pytorch": c["fpr95_reference"],
+            "fpr95_int8": c["fpr95"],
+            "delta": c["delta"],
+            "agreement": c["agreement"],
+            "max_abs_diff": c["max_abs_diff"],
+            "distinct_scores": int(len(np.unique(quantized[name]))),
         }
-    mean_ref = float(np.mean([c["fpr95_pytorch"] for c in categories.values()]))
-    mean_q = float(np.mean([c["fpr95_int8"] for c in categories.values()]))
-    pairs = sum(int(c["pairs"]) for c in categories.values())
-    agreement = agree_total / pairs
-    worst = max([abs(c["delta"]) for c in categories.values()] + [abs(mean_q - mean_ref)])
     return {
         "categories": categories,
-        "mean": {"fpr95_pytorch": round(mean_ref, 4), "fpr95_int8": round(mean_q, 4), "delta": round(mean_q - mean_ref, 4)},
-        "pairs": pairs,
-        "agreement": round(agreement, 6),
-        "worst_abs_delta": round(worst, 4),
+        "mean": {"fpr95_pytorch": result["mean_fpr95_reference"], "fpr95_int8": result["mean_fpr95"],
+                 "delta": result["mean_delta"]},
+        "pairs": result["pairs"],
+        "agreement": result["agreement"],
+        "worst_abs_delta": result["worst_abs_delta"],
         "budget": budget,
-        "passed": bool(worst <= budget and agreement >= MIN_AGREEMENT),
+        "passed": bool(result["within_budget"] and result["agreement"] >= MIN_AGREEMENT),
     }
 
 
@@ -115,7 +109,7 @@ def format_parity(results: Mapping[str, Mapping[str, object]]) -> str:
     row = f"{'mean':<12} {total:>6} {mean0['fpr95_pytorch']:>8.2f}"  # type: ignore[index]
     for m in models:
         r = results[m]
-        row += f" | {r['mean']['fpr95_int8']:>16.2f} {r['mean']['delta']:>+6.2f} {100 * r['agreement']:>7.2f}"  # type: ignore[index]
+        row += f" | {r['mean']['fpr95_int8']:>16.2f} {r['mean']['delta']:>+6.2f} {100 * r['agreement']:>7.2f}"  # type: ignore[index,operator]
     lines.append(row)
     for m in models:
         r = results[m]

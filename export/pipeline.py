@@ -41,7 +41,10 @@ from rrl_edge.export.tensorrt_build import BatchProfile, EngineRequest, build_en
 from rrl_edge.metrics import fpr95
 
 ARTIFACTS = (FP32_ONNX, INT8_ONNX, INT8_CPU_ONNX, CALIB_RANGES, CALIB_CPU_RANGES, CALIB_SAMPLES, CALIB_MANIFEST, REPORT)
-PROOF_PAIRS_PER_CATEGORY = 2000  # 1000 matching + 1000 non-matching per VIS-NIR test category: 16,000 pairs
+# Every test pair (29,934 on VIS-NIR): with 1,000 non-matching pairs a category's FPR95 moves in 0.1-point steps and
+# its noise alone reaches the 0.3 budget (benchmarks/int8_study.py noise); the full split halves that, and the
+# proof then measures exactly what `rrl-edge parity` in CI measures.
+PROOF_PAIRS_PER_CATEGORY = 0
 
 
 @dataclass
@@ -52,7 +55,7 @@ class ExportOptions:
     fp16: bool = False
     calib_data: Optional[Path] = None  # None: the shared VIS-NIR folder (its training split)
     calib_samples: int = 512
-    calib_method: str = "entropy"
+    calib_method: str = "percentile"  # 99.999th percentile of |activation|: see calibration/quantize.py
     eval_data: Optional[Path] = None  # None: the shared VIS-NIR folder (its test split)
     proof_pairs: int = PROOF_PAIRS_PER_CATEGORY  # per category; 0 = every test pair
     budget: float = 0.3  # FPR95 points an INT8 model may lose (or gain) against PyTorch

@@ -20,6 +20,7 @@ other module must import on machines without a GPU.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -285,6 +286,10 @@ def build_engine(request: EngineRequest) -> Dict[str, Any]:
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, request.workspace_mb << 20)
     p = request.profile
     config.add_optimization_profile(_profile(builder, p.min, p.opt, p.max))
+    if plan.precision == "fp32":
+        # TensorRT enables TF32 by default on Ampere and newer (10-bit mantissa in convolutions): an "FP32"
+        # engine must match the FP32 ONNX to 1e-3, so keep true FP32 math there.
+        config.clear_flag(trt.BuilderFlag.TF32)
     if plan.fp16_flag and not plan.strongly_typed:
         if not builder.platform_has_fast_fp16:
             log.warning("%s has no fast FP16; TensorRT may keep FP32 kernels", gpu.name)
@@ -320,7 +325,8 @@ def build_engine(request: EngineRequest) -> Dict[str, Any]:
     if sorted(io_names) != sorted((*INPUT_NAMES, OUTPUT_NAME)):
         raise ExportError(f"the engine's tensors are {io_names}, expected {[*INPUT_NAMES, OUTPUT_NAME]}")
 
-    manifest = _manifest(request, plan, trt.__version__, gpu, calibration_sha256, seconds, timing_cache, reused)
+    manifest = _manifest(request, plan, trt.__version__, gpu, calibration_sha256, seconds, timing_cache, reused,
+                         engine_bytes)
     atomic_write_bytes(request.engine, engine_bytes)
     atomic_write_json(manifest_path(request.engine), manifest)
     return manifest
@@ -335,6 +341,7 @@ def _manifest(
     seconds: float,
     timing_cache: Path,
     timing_cache_reused: bool,
+    engine_bytes: bytes,
 ) -> Dict[str, Any]:
     """What the engine is and where it came from, with the FPR95 the export measured for its ONNX."""
     onnx_dir = request.onnx.parent
@@ -345,6 +352,9 @@ def _manifest(
     return {
         "format": MANIFEST_FORMAT,
         "engine": request.engine.name,
+        # the runner checks these before TensorRT sees the file: a truncated or replaced engine is refused
+        "engine_bytes": len(engine_bytes),
+        "engine_sha256": hashlib.sha256(engine_bytes).hexdigest(),
         "tensorrt_version": trt_version,
         "gpu": {"name": gpu.name, "compute_capability": gpu.compute_capability},
         "precision": plan.precision,

@@ -11,10 +11,4 @@ COMMAND_MODULES = ("run_command", "parity_command", "bench_command")
 def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     """Register each command module's sub-parser (each module has ``add_command(sub)``)."""
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"rrl_edge.runtime.{name}")
-        except ModuleNotFoundError as exc:  # TEMPORARY while the commands are being written
-            if exc.name != f"rrl_edge.runtime.{name}":
-                raise
-            continue
-        module.add_command(sub)
+        importlib.import_module(f"rrl_edge.runtime.{name}").add_command(sub)

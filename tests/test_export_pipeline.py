@@ -113,7 +113,7 @@ def test_int8_over_budget_fails_and_writes_nothing(trained_checkpoint, tmp_path,
 
 @pytest.mark.slow
 def test_int8_export_keeps_fpr95_within_budget(trained_checkpoint, tmp_path, capsys):
-    """The proof at export with its defaults: 2000 test pairs per category, budget 0.3 points, 99% agreement."""
+    """The proof at export with its defaults: every VIS-NIR test pair, budget 0.3 points, 99% agreement."""
     from rrl_edge.export.graph_check import check_graph
 
     out = tmp_path / "out"

@@ -1,0 +1,85 @@
+"""`rrl-edge bench ART [ART ...] --batch 1,8,64,256 [--json F] [--plot F.png]`: speed and memory per batch size.
+
+A checkpoint is timed as PyTorch eager, the baseline the other artifacts are compared with in the same run.
+Runs on the device too (numpy plus the artifacts' backends; matplotlib only for --plot).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rrl_edge.errors import InputError
+
+
+def _batches(text: str):  # -> Tuple[int, ...]
+    from rrl_edge.runtime.bench import parse_batches
+
+    try:
+        return parse_batches(text)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {text}")
+    return value
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from rrl_edge.atomic import write_json
+    from rrl_edge.runtime.bench import BenchConfig, check_artifact, format_table, make_input, plot_bench, run_bench, to_json
+
+    for artifact in args.artifacts:  # fail on a bad name before loading data
+        check_artifact(artifact, args.backend)
+    if args.iters < 1:
+        raise InputError(f"--iters must be at least 1, got {args.iters}")
+    config = BenchConfig(batches=args.batch, threads=args.threads or 0, seconds=args.seconds,
+                         min_iters=args.iters, warmup=args.warmup, backend=args.backend)
+    bench_input = make_input(max(config.batches), args.data, args.seed, show_progress=not args.quiet)
+    report = run_bench(args.artifacts, config, bench_input, show_progress=not args.quiet)
+    print(format_table(report))
+    if args.json:
+        print(f"JSON: {write_json(to_json(report), Path(args.json))}")
+    if args.plot:
+        print(f"plot: {plot_bench(report, Path(args.plot))}")
+    return 0
+
+
+def add_command(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    p = sub.add_parser("bench", help="latency (p50, p99), pairs/s and peak memory per artifact and batch size",
+                       description="Latency (p50, p99 per batch call), pairs/s and peak memory of each artifact at "
+                                   "each batch size, each artifact in its own process; a checkpoint runs as "
+                                   "PyTorch eager and is the baseline of the ratios.")
+    p.add_argument("artifacts", nargs="+", metavar="ART",
+                   help="engines (.plan/.engine), ONNX models (.onnx) or checkpoints (.pt: PyTorch eager, the baseline)")
+    p.add_argument("--batch", type=_batches, default=(1, 8, 64, 256), help="comma-separated batch sizes (default 1,8,64,256)")
+    p.add_argument("--data", help="time real test pairs from a patch file, patch build or image-pair folder "
+                                  "(default: seeded random uint8 pairs; timing does not depend on the pixels)")
+    p.add_argument("--threads", type=_count, default=0, help="CPU threads for every backend (default: all cores)")
+    p.add_argument("--seconds", type=_seconds, default=2.0, help="minimum timed seconds per artifact and batch (default 2)")
+    p.add_argument("--iters", type=_count, default=20, help="minimum timed runs per artifact and batch (default 20)")
+    p.add_argument("--warmup", type=_count, default=3, help="untimed runs first (default 3)")
+    p.add_argument("--backend", choices=("auto", "tensorrt", "onnxruntime", "torch"), default="auto",
+                   help="backend for every artifact (default: by file suffix)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random or sampled pairs (default 0)")
+    p.add_argument("--json", help='write {"results": [{artifact, backend, precision, batch, p50_ms, p99_ms, '
+                                  'pairs_per_s, ...}], ...} here')
+    p.add_argument("--plot", help="write latency and pairs/s against batch size (PNG) here")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_bench)

@@ -1,0 +1,230 @@
+"""Accuracy parity: does an artifact (ONNX, INT8, engine) score real pairs like the model it came from?
+
+One comparison for the whole project: ``compare`` measures a candidate's scores against a reference's
+per category (FPR95 of both, the difference, decision agreement at 0.5, the largest score difference) and
+decides the budget; `rrl-edge parity` and the export-time INT8 proof (``rrl_edge.export.parity``) both use it.
+``run_parity`` scores the reference and the candidates through the runners, so any backend can be either.
+
+numpy only at import: scikit-learn (FPR95), matplotlib (plot) and the backends load when used.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from rrl_edge.errors import InputError
+from rrl_edge.runtime.inputs import InputSet
+from rrl_edge.runtime.runner import Runner, score_pairs
+
+THRESHOLD = 0.5  # a score at or above it says "same place"
+DIGITS = 4  # FPR95 values and deltas are reported, and judged, rounded to 1e-4 points
+
+Scores = Mapping[str, np.ndarray]
+
+
+def _fpr95() -> Any:
+    try:
+        from rrl_edge.metrics import fpr95
+    except ImportError as exc:
+        raise InputError(f"parity needs scikit-learn for FPR95 (pip install scikit-learn): {exc}") from exc
+    return fpr95
+
+
+def compare_category(labels: np.ndarray, reference: np.ndarray, candidate: np.ndarray) -> Dict[str, Any]:
+    """FPR95 of both score sets of one category, their difference, the agreement and the largest |difference|."""
+    fpr95 = _fpr95()
+    if not (len(labels) == len(reference) == len(candidate)):
+        raise InputError(f"parity: {len(labels)} labels, {len(reference)} reference and {len(candidate)} candidate scores")
+    f_ref, f_cand = round(fpr95(labels, reference), DIGITS), round(fpr95(labels, candidate), DIGITS)
+    same = (reference >= THRESHOLD) == (candidate >= THRESHOLD)
+    return {
+        "fpr95_reference": f_ref,
+        "fpr95": f_cand,
+        "delta": round(f_cand - f_ref, DIGITS),
+        "agreement": round(float(np.mean(same)), 6),
+        "max_abs_diff": float(np.max(np.abs(reference.astype(np.float64) - candidate.astype(np.float64)))),
+        "pairs": int(len(labels)),
+        "agreeing_pairs": int(np.sum(same)),
+    }
+
+
+def compare(labels: Scores, reference: Scores, candidate: Scores, budget: float) -> Dict[str, Any]:
+    """One candidate against the reference on every category, and the verdict.
+
+    Within budget = every category's |delta| and the |delta| of the mean FPR95 over categories are at most
+    ``budget`` points (judged on the reported, rounded values). ``agreement`` is pooled over all pairs.
+    """
+    if not labels:
+        raise InputError("parity: no categories to compare")
+    categories = {name: compare_category(labels[name], reference[name], candidate[name]) for name in labels}
+    agreeing = sum(c.pop("agreeing_pairs") for c in categories.values())
+    pairs = sum(c["pairs"] for c in categories.values())
+    mean_ref = round(float(np.mean([c["fpr95_reference"] for c in categories.values()])), DIGITS)
+    mean_cand = round(float(np.mean([c["fpr95"] for c in categories.values()])), DIGITS)
+    mean_delta = round(mean_cand - mean_ref, DIGITS)
+    worst = max([abs(c["delta"]) for c in categories.values()] + [abs(mean_delta)])
+    return {
+        "categories": categories,
+        "mean_fpr95_reference": mean_ref,
+        "mean_fpr95": mean_cand,
+        "mean_delta": mean_delta,
+        "worst_abs_delta": round(worst, DIGITS),
+        "agreement": round(agreeing / pairs, 6),
+        "max_abs_diff": max(c["max_abs_diff"] for c in categories.values()),
+        "pairs": pairs,
+        "budget": budget,
+        "within_budget": bool(worst <= budget),
+    }
+
+
+# ------------------------------------------------------------------------------------------ scoring artifacts
+
+
+def _options(path: Path, threads: Optional[int]) -> Dict[str, Any]:
+    from rrl_edge.runtime.registry import backend_for
+
+    return {"threads": threads} if threads and backend_for(path) in ("torch", "onnxruntime") else {}
+
+
+def open_all(paths: Sequence[Union[str, Path]], threads: Optional[int] = None) -> List[Runner]:
+    """Open every artifact before scoring any: a missing or unusable one fails the run at once, naming it."""
+    from rrl_edge.runtime.registry import make_runner
+
+    runners: List[Runner] = []
+    try:
+        for path in paths:
+            runner = make_runner(path, **_options(Path(path), threads))
+            runner.open()
+            runners.append(runner)
+    except BaseException:
+        for runner in runners:
+            runner.close()
+        raise
+    return runners
+
+
+def score_sets(runner: Runner, sets: Mapping[str, InputSet], label: str, batch_size: int, show_progress: bool) -> Dict[str, np.ndarray]:
+    """The runner's scores of every category (one progress bar per category)."""
+    return {name: score_pairs(runner, s.patches, batch_size, show_progress, f"{label} {name}", source=f"{name} pairs")
+            for name, s in sets.items()}
+
+
+def require_labels(sets: Mapping[str, InputSet], data: Union[str, Path]) -> Dict[str, np.ndarray]:
+    unlabeled = [name for name, s in sets.items() if s.labels is None]
+    if unlabeled:
+        raise InputError(f"{data}: no labels for {', '.join(unlabeled)}; parity measures FPR95 and needs labelled "
+                         "pairs (a labels .npy beside the patch file, or --labels)")
+    return {name: np.asarray(s.labels) for name, s in sets.items()}
+
+
+def short_names(paths: Sequence[str]) -> List[str]:
+    """File names where they tell the artifacts apart, else the paths as given."""
+    names = [Path(p).name for p in paths]
+    return names if len(set(names)) == len(names) else list(paths)
+
+
+def run_parity(
+    reference: Union[str, Path],
+    candidates: Sequence[Union[str, Path]],
+    sets: Mapping[str, InputSet],
+    budget: float,
+    batch_size: int = 256,
+    threads: Optional[int] = None,
+    show_progress: bool = True,
+    data: Union[str, Path] = "data",
+) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:
+    """The parity report ({"reference", "candidates": {path: compare(...) + backend, precision}, ...}) and the
+    scores of every artifact keyed by its path as given (for the ROC plot)."""
+    if not budget >= 0 or math.isinf(budget):
+        raise InputError(f"--budget {budget}: must be a finite, non-negative number of FPR95 points")
+    paths = [str(reference)] + [str(c) for c in candidates]
+    repeated = sorted({p for p in paths if paths.count(p) > 1})
+    if repeated:
+        raise InputError(f"{repeated[0]}: given more than once (as the reference or a candidate)")
+    labels = require_labels(sets, data)
+    names = short_names(paths)
+    runners = open_all(paths, threads)
+    try:
+        scores: Dict[str, Dict[str, np.ndarray]] = {}
+        for path, name, runner in zip(paths, names, runners):
+            scores[path] = score_sets(runner, sets, name, batch_size, show_progress)
+    finally:
+        for runner in runners:
+            runner.close()
+    ref = scores[paths[0]]
+    report: Dict[str, Any] = {
+        "reference": paths[0],
+        "reference_backend": runners[0].backend,
+        "reference_precision": runners[0].precision,
+        "data": str(data),
+        "pairs": {name: len(s) for name, s in sets.items()},
+        "threshold": THRESHOLD,
+        "budget": budget,
+        "candidates": {},
+    }
+    for path, runner in zip(paths[1:], runners[1:]):
+        result = compare(labels, ref, scores[path], budget)
+        result.update(backend=runner.backend, precision=runner.precision)
+        report["candidates"][path] = result
+    report["within_budget"] = all(c["within_budget"] for c in report["candidates"].values())
+    pooled = {path: np.concatenate([s[name] for name in sets]) for path, s in scores.items()}
+    return report, pooled
+
+
+# ------------------------------------------------------------------------------------------------- output
+
+
+def format_markdown(report: Mapping[str, Any]) -> str:
+    """One Markdown table (rows: categories and the mean; per candidate FPR95, delta, agreement, max |diff|)
+    and a verdict line per candidate."""
+    cands: Dict[str, Dict[str, Any]] = report["candidates"]
+    names = short_names([report["reference"]] + list(cands))
+    first = next(iter(cands.values()))
+    head = ["category", "pairs", f"{names[0]} FPR95 (%)"]
+    align = ["---", "---:", "---:"]
+    for name in names[1:]:
+        head += [f"{name} FPR95 (%)", "delta", "agree %", "max abs diff"]
+        align += ["---:"] * 4
+    lines = [
+        f"Parity on {report['data']}: reference {report['reference']} ({report['reference_backend']}, "
+        f"{report['reference_precision']}); delta in FPR95 points; agree = same decision at score {report['threshold']}",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join(align) + "|",
+    ]
+    for cat, c0 in first["categories"].items():
+        row = [cat, f"{c0['pairs']:,}", f"{c0['fpr95_reference']:.2f}"]
+        for c in cands.values():
+            k = c["categories"][cat]
+            row += [f"{k['fpr95']:.2f}", f"{k['delta']:+.2f}", f"{100 * k['agreement']:.2f}", f"{k['max_abs_diff']:.1e}"]
+        lines.append("| " + " | ".join(row) + " |")
+    row = ["**mean**", f"{first['pairs']:,}", f"{first['mean_fpr95_reference']:.2f}"]
+    for c in cands.values():
+        row += [f"{c['mean_fpr95']:.2f}", f"{c['mean_delta']:+.2f}", f"{100 * c['agreement']:.2f}", f"{c['max_abs_diff']:.1e}"]
+    lines += ["| " + " | ".join(row) + " |", ""]
+    for name, c in zip(names[1:], cands.values()):
+        verdict = "within" if c["within_budget"] else "OVER"
+        lines.append(f"- {name} ({c['backend']}, {c['precision']}): mean delta {c['mean_delta']:+.2f}, worst |delta| "
+                     f"{c['worst_abs_delta']:.2f} points: {verdict} the budget of {c['budget']} points")
+    return "\n".join(lines)
+
+
+def plot_parity_roc(report: Mapping[str, Any], pooled: Mapping[str, np.ndarray], labels: np.ndarray, path: Union[str, Path]) -> None:
+    """All artifacts' ROC curves on the pairs pooled over the categories, in one PNG (rrl_edge.evaluate.plot_roc)."""
+    try:
+        from sklearn.metrics import roc_curve
+
+        from rrl_edge.evaluate import plot_roc
+    except ImportError as exc:
+        raise InputError(f"--plot {path}: plotting needs matplotlib and scikit-learn ({exc})") from exc
+    names = short_names(list(pooled))
+    curves = {}
+    for name, scores in zip(names, pooled.values()):
+        fpr, tpr, _ = roc_curve(labels, scores)
+        curves[name] = {"(pooled)": (fpr, tpr)}
+    n_cat = len(report["pairs"])
+    plot_roc(curves, Path(path), title=f"ROC of {len(labels):,} test pairs pooled over {n_cat} categories")

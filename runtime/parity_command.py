@@ -1,0 +1,112 @@
+"""`rrl-edge parity`: FPR95 of exported artifacts against their reference on real labelled pairs.
+
+Exit code 0 when every candidate is within the budget, 1 when any is over it, 2 on an error (an artifact
+that cannot be opened, data without labels, bad flags): nothing is scored until every artifact has opened.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Optional
+
+from rrl_edge.errors import InputError
+
+DESCRIPTION = """\
+Score the reference (a checkpoint, or any artifact) and each candidate (ONNX, INT8 ONNX, TensorRT engine,
+checkpoint) on every category of labelled pairs and compare them: per category the FPR95 of the reference
+and of each candidate, the difference (candidate - reference, in points), the share of pairs given the same
+decision at score 0.5, and the largest absolute score difference. A candidate is within the budget when
+every category's |difference| and the |difference| of the mean FPR95 over categories are at most --budget.
+Prints a Markdown table; --json writes {"reference", "candidates": {ART: {"categories": {name:
+{"fpr95_reference", "fpr95", "delta", "agreement", "max_abs_diff", ...}}, "mean_delta", "within_budget",
+...}}, ...}; --plot writes the ROC curves of all artifacts (pairs pooled over the categories) as one PNG.
+"""
+
+EPILOG = """\
+exit codes: 0 every candidate within the budget; 1 a candidate over it; 2 an error. Every artifact is opened
+before anything is scored, so a missing file, an unknown suffix, a corrupt model, or an engine on a machine
+without TensorRT fails the whole command (exit 2, naming the file) and writes no JSON or plot."""
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _budget(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a non-negative number of FPR95 points, got {text}")
+    return value
+
+
+def add_command(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    p = sub.add_parser("parity", help="FPR95 of artifacts vs their reference on real pairs (exit 1 over budget)",
+                       description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--reference", required=True, help="what the candidates are compared with: a checkpoint (.pt), "
+                   "or an ONNX model / engine")
+    p.add_argument("--candidate", action="append", required=True, metavar="ART",
+                   help="an artifact to check (.onnx, .plan/.engine, .pt); repeat for several")
+    p.add_argument("--data", help="image-pair folder, patch build folder or labelled .npy patch file "
+                   "(default: the shared VIS-NIR folder, its test split)")
+    p.add_argument("--labels", help="labels .npy for a patch file (found beside it by default)")
+    p.add_argument("--split", choices=("train", "val", "test"), default="test", help="split of a build or image folder")
+    p.add_argument("--budget", type=_budget, default=0.3, help="FPR95 points a candidate may differ by (default 0.3)")
+    p.add_argument("--json", help="write the report as JSON here (folders are created)")
+    p.add_argument("--plot", help="write the ROC plot of all artifacts (PNG) here")
+    p.add_argument("--batch", type=_positive_int, default=256, help="pairs per inference call (default 256; "
+                   "capped at an engine's profile maximum)")
+    p.add_argument("--threads", type=_positive_int, help="CPU threads of the torch and ONNX Runtime runners")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_parity)
+
+
+def _data_path(value: Optional[str]) -> Path:
+    if value:
+        return Path(value)
+    try:
+        from rrl_edge.data.build import default_data_root
+    except ImportError as exc:
+        raise InputError(f"finding the shared VIS-NIR folder needs the train extra ({exc}); pass --data") from exc
+    return default_data_root() / "vis-nir"
+
+
+def _check_output(flag: str, value: Optional[str]) -> None:
+    """Before minutes of scoring: the report could not be written where asked."""
+    if not value:
+        return
+    if Path(value).is_dir():
+        raise InputError(f"{flag} {value}: is a folder, expected a file name")
+    for parent in Path(value).parents:
+        if parent.exists() and not parent.is_dir():
+            raise InputError(f"{flag} {value}: {parent} is a file, not a folder")
+
+
+def cmd_parity(args: argparse.Namespace) -> int:
+    from rrl_edge.atomic import write_json
+    from rrl_edge.runtime.inputs import load_inputs
+    from rrl_edge.runtime.parity import format_markdown, plot_parity_roc, run_parity
+
+    _check_output("--json", args.json)
+    _check_output("--plot", args.plot)
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401  (fail before scoring, not after)
+        except ImportError as exc:
+            raise InputError(f"--plot {args.plot}: needs matplotlib (pip install matplotlib)") from exc
+    data = _data_path(args.data)
+    sets = load_inputs(data, args.split, args.labels, progress=not args.quiet)
+    report, pooled = run_parity(args.reference, args.candidate, sets, args.budget, args.batch, args.threads,
+                                show_progress=not args.quiet, data=data)
+    print(format_markdown(report), flush=True)
+    if args.json:
+        write_json(report, Path(args.json))
+    if args.plot:
+        import numpy as np
+
+        labels = np.concatenate([np.asarray(s.labels) for s in sets.values()])
+        plot_parity_roc(report, pooled, labels, Path(args.plot))
+    return 0 if report["within_budget"] else 1

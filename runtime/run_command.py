@@ -1,0 +1,126 @@
+"""`rrl-edge run`: score every pair of a data set with an engine, ONNX model or checkpoint.
+
+Runs on the device: numpy plus the chosen backend (TensorRT + pycuda, or ONNX Runtime); torch only for
+checkpoints. FPR95 is reported when the data has labels and scikit-learn is installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from rrl_edge.errors import InputError
+from rrl_edge.runtime.inputs import InputSet
+
+OUT_SUFFIXES = (".npy", ".csv")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def write_scores(path: Path, sets: Dict[str, InputSet], scores: Dict[str, np.ndarray]) -> None:
+    """Scores in data order: .npy = float32 (N,) over the categories in sorted order; .csv = one row per pair."""
+    from rrl_edge.atomic import atomic_write_bytes
+
+    if path.suffix.lower() == ".npy":
+        buffer = io.BytesIO()
+        np.save(buffer, np.concatenate([scores[name] for name in sets]).astype(np.float32), allow_pickle=False)
+        atomic_write_bytes(path, buffer.getvalue())
+        return
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(["category", "index", "score", "label"])
+    for name, one in sets.items():
+        labels = one.labels if one.labels is not None else [""] * len(one)
+        for i, (score, label) in enumerate(zip(scores[name], labels)):
+            writer.writerow([name, i, f"{score:.6f}", label if label == "" else int(label)])
+    atomic_write_bytes(path, text.getvalue().encode())
+
+
+def fpr95_table(sets: Dict[str, InputSet], scores: Dict[str, np.ndarray]) -> Optional[Dict[str, float]]:
+    """FPR95 (%) per labelled category and their mean; None when nothing is labelled or sklearn is missing."""
+    labelled = [name for name, one in sets.items() if one.labels is not None]
+    if not labelled:
+        return None
+    try:
+        from rrl_edge.metrics import fpr95
+    except ImportError:
+        print("FPR95 not computed: it needs scikit-learn (pip install scikit-learn)")
+        return None
+    table = {name: fpr95(sets[name].labels, scores[name]) for name in labelled}  # type: ignore[arg-type]
+    if len(table) > 1:
+        table["mean"] = float(np.mean(list(table.values())))
+    return table
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from rrl_edge.runtime.inputs import load_inputs
+    from rrl_edge.runtime.registry import make_runner
+    from rrl_edge.runtime.runner import score_pairs
+
+    out = Path(args.out) if args.out else None
+    if out is not None and out.suffix.lower() not in OUT_SUFFIXES:
+        raise InputError(f"--out {out}: expected a .npy or .csv file name")
+    if out is not None and out.is_dir():
+        raise InputError(f"--out {out}: is a folder, expected a file name")
+    runner = make_runner(args.engine, args.backend, **({"threads": args.threads} if args.threads else {}))
+    sets = load_inputs(args.data, split=args.split, labels=args.labels, progress=not args.quiet)
+    scores: Dict[str, np.ndarray] = {}
+    started = time.perf_counter()
+    with runner:
+        for name, one in sets.items():
+            scores[name] = score_pairs(runner, one.patches, args.batch, show_progress=not args.quiet, desc=name,
+                                       source=f"{args.data} [{name}]")
+        described = runner.describe()
+    seconds = time.perf_counter() - started
+    pairs = sum(len(one) for one in sets.values())
+    print(f"{described['artifact']}: {described['backend']} {described['precision']}, {pairs} pairs in "
+          f"{seconds:.1f} s ({pairs / seconds:.0f} pairs/s, batch {args.batch})")
+    table = fpr95_table(sets, scores)
+    if table:
+        lines: List[str] = ["| category | pairs | FPR95 (%) |", "|---|---:|---:|"]
+        for name, value in table.items():
+            count = len(sets[name]) if name in sets else sum(len(sets[n]) for n in table if n in sets)
+            lines.append(f"| {name} | {count} | {value:.2f} |")
+        print("\n".join(lines))
+    if out is not None:
+        write_scores(out, sets, scores)
+        print(f"scores -> {out}")
+    if args.json:
+        from rrl_edge.atomic import write_json
+
+        write_json({**described, "batch": args.batch, "pairs": pairs, "seconds": round(seconds, 3),
+                    "categories": {name: len(one) for name, one in sets.items()},
+                    "fpr95": {k: round(v, 4) for k, v in (table or {}).items()}}, args.json)
+    return 0
+
+
+def add_command(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    p = sub.add_parser("run", help="score patch pairs with an engine, ONNX model or checkpoint (FPR95 if labelled)")
+    p.add_argument("--engine", required=True, metavar="ART",
+                   help="TensorRT engine (.plan/.engine), ONNX model (.onnx, FP32 or INT8) or checkpoint (.pt)")
+    p.add_argument("--data", required=True, help="patch file (.npy, labels beside it optional), patch build folder, "
+                                                 "or folder of registered image pairs (cut as in training)")
+    p.add_argument("--labels", help="labels .npy for a patch file (default: found beside it)")
+    p.add_argument("--split", default="test", choices=("train", "val", "test"), help="split of a folder (default test)")
+    p.add_argument("--out", help="write every score here: .npy (float32, categories in order) or .csv")
+    p.add_argument("--batch", type=_positive_int, default=64, help="pairs per inference (split to the engine's maximum)")
+    p.add_argument("--backend", choices=("auto", "tensorrt", "onnxruntime", "torch"), default="auto",
+                   help="default: from the file (.plan -> TensorRT, .onnx -> ONNX Runtime on the CPU, .pt -> PyTorch)")
+    p.add_argument("--threads", type=_positive_int, help="CPU threads (ONNX Runtime, PyTorch)")
+    p.add_argument("--json", help="write the run's summary (backend, precision, pairs/s, FPR95) here")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_run)

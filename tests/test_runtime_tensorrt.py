@@ -1,0 +1,329 @@
+"""The TensorRT runner: its engine checks everywhere, its inference where TensorRT and a GPU exist.
+
+What needs no TensorRT runs on every machine, through the public entry points (make_runner / open): the
+manifest written by the real manifest code of `rrl-edge build`, missing or unreadable manifests, a
+truncated or replaced engine (size / sha256), other input names or shapes, and the rules for another
+TensorRT version or GPU. Engines are only ever built by TensorRT: the GPU tests export the shipped model
+(FP32 and Q/DQ INT8, as `rrl-edge export` does), build engines from it and compare the runner with ONNX
+Runtime on real VIS-NIR pairs; they are skipped with the reason where there is no TensorRT, pycuda or
+GPU. TensorRT is never faked.
+"""
+
+import hashlib
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rrl_edge.errors import InputError
+from rrl_edge.export.gpu import GpuInfo
+from rrl_edge.export.tensorrt_build import BatchProfile, EngineRequest, _manifest, _plan, tensorrt_status
+from rrl_edge.runtime import engine_manifest
+from rrl_edge.runtime.engine_manifest import Environment, check_environment, manifest_path
+from rrl_edge.runtime.registry import make_runner
+
+pytest_plugins = ("export_fixtures",)
+
+ROOT = Path(__file__).resolve().parents[1]
+BUILT_WITH = Environment("10.8.0.43", "8.6", "NVIDIA GeForce RTX 3060")
+
+
+def _tensorrt_here():
+    ok, reason = tensorrt_status()  # also the importable-but-empty `tensorrt` of tensorrt-stubs, and no GPU
+    if ok and importlib.util.find_spec("pycuda") is None:
+        return False, "pycuda is not installed"
+    return ok, reason
+
+
+TENSORRT_OK, TENSORRT_REASON = _tensorrt_here()
+# a mark, not a fixture: skipped before the (session-scoped) export fixtures are built for nothing
+needs_tensorrt = pytest.mark.skipif(not TENSORRT_OK, reason=TENSORRT_REASON)
+
+
+def _write_engine(folder: Path, data: bytes, trt_version: str = BUILT_WITH.tensorrt_version,
+                  gpu: GpuInfo = GpuInfo(0, BUILT_WITH.gpu_name, BUILT_WITH.compute_capability)) -> Path:
+    """``data`` as rrl.plan, with the manifest the real build code writes for it (rrl.plan.json)."""
+    onnx = folder / "rrl.onnx"
+    if not onnx.exists():
+        onnx.write_bytes(b"stands in for the exported ONNX: the manifest only records its name and sha256")
+    request = EngineRequest(onnx, folder / "rrl.plan", BatchProfile(1, 8, 16))
+    manifest = _manifest(request, _plan(request, (10, 8)), trt_version, gpu, None, 1.0, folder / "timing.cache",
+                         False, data)
+    request.engine.write_bytes(data)
+    manifest_path(request.engine).write_text(json.dumps(manifest))
+    return request.engine
+
+
+def _edit_manifest(engine: Path, **changes: object) -> None:
+    path = manifest_path(engine)
+    manifest = json.loads(path.read_text())
+    manifest.update(changes)
+    path.write_text(json.dumps(manifest))
+
+
+@pytest.fixture
+def engine_bytes() -> bytes:
+    return np.random.default_rng(0).integers(0, 256, 50_000, dtype=np.uint8).tobytes()
+
+
+def _open_error(engine: Path, **options: object) -> str:
+    with pytest.raises(InputError) as info:
+        make_runner(engine, **options).open()
+    return str(info.value)
+
+
+def test_the_build_manifest_records_the_engine_size_and_hash(tmp_path, engine_bytes):
+    engine = _write_engine(tmp_path, engine_bytes)
+    manifest = engine_manifest.read_manifest(engine)
+    assert manifest["engine_bytes"] == len(engine_bytes)
+    assert manifest["engine_sha256"] == hashlib.sha256(engine_bytes).hexdigest()
+    engine_manifest.check_engine_bytes(engine, engine_bytes, manifest)
+    engine_manifest.check_interface(engine, manifest)  # what the builder writes is what the runner expects
+    assert check_environment(engine, manifest, BUILT_WITH) == []
+    assert make_runner(engine).max_batch == 16  # from the manifest, before open: score_pairs sizes batches with it
+
+
+def test_missing_manifest_is_refused_unless_the_check_is_off(tmp_path, engine_bytes):
+    engine = tmp_path / "rrl.plan"
+    engine.write_bytes(engine_bytes)
+    message = _open_error(engine)
+    assert str(engine) in message and "no engine manifest rrl.plan.json" in message
+    assert "rrl-edge build --onnx" in message and "check_manifest=False" in message
+    if not TENSORRT_OK:  # without the manifest check the next thing needed is TensorRT itself
+        assert "needs tensorrt and pycuda" in _open_error(engine, check_manifest=False)
+
+
+@pytest.mark.parametrize("text,what", [("{not json", "not a readable JSON"), ('{"format": "other"}', "not an rrl-edge engine manifest"),
+                                       ("[1, 2]", "not an rrl-edge engine manifest")])
+def test_unreadable_manifest(tmp_path, engine_bytes, text, what):
+    engine = _write_engine(tmp_path, engine_bytes)
+    manifest_path(engine).write_text(text)
+    message = _open_error(engine)
+    assert what in message and "rrl.plan.json" in message
+
+
+def test_truncated_engine_is_refused_before_tensorrt(tmp_path, engine_bytes):
+    engine = _write_engine(tmp_path, engine_bytes)
+    engine.write_bytes(engine_bytes[: len(engine_bytes) // 2])  # an interrupted copy
+    message = _open_error(engine)
+    assert f"{engine}: {len(engine_bytes) // 2} bytes" in message and f"had {len(engine_bytes)}" in message
+    assert "truncated" in message
+
+
+def test_replaced_engine_is_refused_before_tensorrt(tmp_path, engine_bytes):
+    engine = _write_engine(tmp_path, engine_bytes)
+    engine.write_bytes(engine_bytes[::-1])  # same size, other bytes
+    message = _open_error(engine)
+    assert "sha256" in message and "replaced or corrupted" in message and "rrl-edge build" in message
+
+
+def test_manifest_without_hash_is_refused(tmp_path, engine_bytes):
+    engine = _write_engine(tmp_path, engine_bytes)
+    manifest = json.loads(manifest_path(engine).read_text())
+    del manifest["engine_sha256"]
+    manifest_path(engine).write_text(json.dumps(manifest))
+    assert "no engine_bytes / engine_sha256" in _open_error(engine)
+
+
+@pytest.mark.parametrize("change,what", [
+    ({"inputs": {"left": [-1, 1, 64, 64], "right": [-1, 1, 64, 64]}}, "'left'"),
+    ({"inputs": {"vis": [-1, 1, 32, 32], "other": [-1, 1, 32, 32]}}, "32"),
+    ({"inputs": {"vis": [-1, 2, 64, 64]}}, "[-1, 2, 64, 64]"),
+    ({"output": "logits"}, "'logits'"),
+])
+def test_other_inputs_or_output_are_refused(tmp_path, engine_bytes, change, what):
+    engine = _write_engine(tmp_path, engine_bytes)
+    _edit_manifest(engine, **change)
+    message = _open_error(engine)
+    assert str(engine) in message and what in message and "rrl-edge build" in message
+
+
+def test_another_tensorrt_version_or_gpu_is_refused(tmp_path, engine_bytes):
+    engine = _write_engine(tmp_path, engine_bytes)
+    manifest = engine_manifest.read_manifest(engine)
+    same_release = BUILT_WITH._replace(tensorrt_version="10.8.0.99")  # another build number of 10.8.0
+    assert check_environment(engine, manifest, same_release) == []
+    for version in ("10.7.0.23", "10.8.1.2", "8.6.1.6", "11.0.0"):
+        with pytest.raises(InputError) as info:
+            check_environment(engine, manifest, BUILT_WITH._replace(tensorrt_version=version))
+        message = str(info.value)
+        assert str(engine) in message and "TensorRT 10.8.0.43" in message and f"TensorRT {version}" in message
+        assert "rebuild it on this machine with `rrl-edge build --onnx" in message
+    orin = Environment(BUILT_WITH.tensorrt_version, "8.7", "Orin")
+    with pytest.raises(InputError, match=r"compute capability 8\.6 .*Orin \(compute capability 8\.7\)"):
+        check_environment(engine, manifest, orin)
+    warnings = check_environment(engine, manifest, BUILT_WITH._replace(gpu_name="NVIDIA RTX A2000"))
+    assert len(warnings) == 1 and "NVIDIA RTX A2000" in warnings[0]  # same architecture: runs, with a warning
+
+
+def test_an_engine_passing_every_check_goes_to_tensorrt(tmp_path, engine_bytes):
+    """Random bytes whose manifest matches: only TensorRT can refuse them (the GPU test below), here the
+    runner gets as far as needing TensorRT and says so."""
+    if TENSORRT_OK:
+        pytest.skip("TensorRT and a GPU are here: test_tensorrt_refuses_a_corrupt_engine covers this")
+    engine = _write_engine(tmp_path, engine_bytes)
+    message = _open_error(engine)
+    assert "the TensorRT runner needs tensorrt and pycuda" in message and "pip install" in message
+
+
+def test_the_command_line_reports_a_bad_engine_cleanly(tmp_path, engine_bytes, proof_pairs, capsys):
+    from rrl_edge.cli import main
+
+    engine = _write_engine(tmp_path, engine_bytes)
+    engine.write_bytes(engine_bytes[:1000])
+    np.save(tmp_path / "pairs.npy", proof_pairs[:8])
+    assert main(["run", "--engine", str(engine), "--data", str(tmp_path / "pairs.npy"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "rrl-edge run: error:" in err and "truncated" in err and "Traceback" not in err
+
+
+def test_empty_engine_file(tmp_path):
+    engine = tmp_path / "rrl.plan"
+    engine.write_bytes(b"")
+    assert "the engine file is empty" in _open_error(engine, check_manifest=False)
+
+
+def test_importing_the_runner_needs_no_torch():
+    code = ("import sys, rrl_edge.runtime.tensorrt_runner, rrl_edge.runtime.engine_manifest\n"
+            "heavy = ('torch', 'onnx', 'onnxruntime', 'cv2', 'sklearn', 'tensorrt', 'pycuda', 'matplotlib')\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "PYTHONPATH": ""})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+# ---- on a GPU with TensorRT: real engines ----
+
+@pytest.fixture(scope="module")
+def trained_onnx(trained_checkpoint, calibration, proof_pairs, tmp_path_factory):
+    """FP32 and Q/DQ ONNX of the shipped model: the random model of the export fixtures scores every pair
+    alike, which would hide a mixed-up or stale batch; a trained one does not."""
+    from rrl_edge.calibration.quantize import TENSORRT, quantize
+    from rrl_edge.checkpoint import load_model
+    from rrl_edge.export.onnx_export import export_onnx
+    from rrl_edge.export.simplify import simplify_onnx
+
+    out = tmp_path_factory.mktemp("trained")
+    model, _ = load_model(trained_checkpoint)
+    simplify_onnx(export_onnx(model, out / "raw.onnx"), out / "rrl.onnx", proof_pairs[:256])
+    quantize(out / "rrl.onnx", out / "rrl.int8.onnx", calibration.pairs, TENSORRT, "minmax", out / "ranges.json")
+    return {"fp32": out / "rrl.onnx", "int8": out / "rrl.int8.onnx"}
+
+
+@pytest.fixture(scope="module")
+def engines(trained_onnx, tmp_path_factory):
+    """FP32 and INT8 (explicit Q/DQ, on every TensorRT version) engines, profile 1..8..16."""
+    from rrl_edge.export.tensorrt_build import build_engine
+
+    out = tmp_path_factory.mktemp("engines")
+    paths = {}
+    for name, mode in (("fp32", "auto"), ("int8", "explicit")):
+        paths[name] = out / f"{name}.plan"
+        build_engine(EngineRequest(trained_onnx[name], paths[name], BatchProfile(1, 8, 16), 256, int8_mode=mode,
+                                   timing_cache=out / "timing.cache"))
+    return paths
+
+
+def _onnx_scores(onnx: Path, pairs: np.ndarray) -> np.ndarray:
+    from rrl_edge.runtime.runner import score_pairs
+
+    with make_runner(onnx) as runner:
+        return score_pairs(runner, pairs, 256)
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+@needs_tensorrt
+def test_fp32_engine_matches_onnxruntime(engines, trained_onnx, proof_pairs):
+    from rrl_edge.runtime.runner import score_pairs
+
+    pairs = proof_pairs[:512]
+    with make_runner(engines["fp32"]) as runner:
+        assert runner.max_batch == 16 and runner.precision == "fp32" and runner.backend == "tensorrt"
+        scores = score_pairs(runner, pairs, 64)  # 64 > 16: cut to the profile maximum
+    assert np.max(np.abs(scores - _onnx_scores(trained_onnx["fp32"], pairs))) <= 1e-3
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+@needs_tensorrt
+def test_int8_engine_decides_like_onnxruntime(engines, trained_onnx, proof_pairs):
+    from rrl_edge.runtime.runner import score_pairs
+
+    with make_runner(engines["int8"]) as runner:
+        assert runner.precision.startswith("int8")
+        scores = score_pairs(runner, proof_pairs, 16)
+    reference = _onnx_scores(trained_onnx["int8"], proof_pairs)  # the same Q/DQ graph on ONNX Runtime (CPU)
+    assert np.mean((scores > 0.5) == (reference > 0.5)) >= 0.99
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+@needs_tensorrt
+def test_batches_larger_than_the_profile_are_split(engines, trained_onnx, proof_pairs):
+    from rrl_edge.runtime.pairs import split_inputs
+
+    pairs = proof_pairs[:37]  # 16 + 16 + 5 with max_batch 16
+    reference = _onnx_scores(trained_onnx["fp32"], pairs)
+    assert np.ptp(reference) > 0.5  # matching and non-matching pairs: a misplaced score would show
+    vis, other = split_inputs(pairs)
+    with make_runner(engines["fp32"]) as runner:
+        whole = runner.infer(vis, other)
+        sizes, starts = [37, 5, 1, 16, 17], [0, 0, 5, 6, 20]  # split, smaller, one, exactly max, max + 1
+        batches = [(vis[s : s + n], other[s : s + n]) for s, n in zip(starts, sizes)]
+        pieces = list(runner.infer_batches(iter(batches)))
+    assert whole.shape == (37,) and np.max(np.abs(whole - reference)) <= 1e-3
+    assert [len(p) for p in pieces] == [len(v) for v, _ in batches]
+    for (v, _), got, start in zip(batches, pieces, starts):
+        assert np.max(np.abs(got - reference[start : start + len(v)])) <= 1e-3
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+@needs_tensorrt
+def test_close_frees_and_reopen_works(engines, proof_pairs):
+    from rrl_edge.runtime.pairs import split_inputs
+
+    vis, other = split_inputs(proof_pairs[:8])
+    runner = make_runner(engines["fp32"], check_manifest=False)
+    first = runner.open().infer(vis, other)
+    runner.close()
+    assert not runner.is_open
+    with runner:
+        assert np.allclose(runner.infer(vis, other), first, atol=1e-6)
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+@needs_tensorrt
+@pytest.mark.parametrize("corrupt", ["half", "onnx"])
+def test_tensorrt_refuses_a_corrupt_engine(engines, trained_onnx, tmp_path, corrupt):
+    """Bytes that pass the manifest's size and hash (updated to match) but are no engine: TensorRT refuses."""
+    good = engines["fp32"].read_bytes()
+    data = good[: len(good) // 2] if corrupt == "half" else trained_onnx["fp32"].read_bytes()
+    engine = tmp_path / "bad.plan"
+    engine.write_bytes(data)
+    manifest = json.loads(manifest_path(engines["fp32"]).read_text())
+    manifest.update(engine_bytes=len(data), engine_sha256=hashlib.sha256(data).hexdigest())
+    manifest_path(engine).write_text(json.dumps(manifest))
+    message = _open_error(engine)
+    assert str(engine) in message and "cannot load it: not a TensorRT engine" in message
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+@needs_tensorrt
+@pytest.mark.parametrize("change,what", [({"tensorrt_version": "7.2.3.4"}, "built with TensorRT 7.2.3.4"),
+                                         ({"gpu": {"name": "Elsewhere", "compute_capability": "1.0"}}, "compute capability 1.0")])
+def test_engine_for_another_machine_is_refused(engines, tmp_path, change, what):
+    engine = tmp_path / "rrl.plan"
+    engine.write_bytes(engines["fp32"].read_bytes())
+    manifest_path(engine).write_text(manifest_path(engines["fp32"]).read_text())
+    _edit_manifest(engine, **change)
+    assert what in _open_error(engine)
