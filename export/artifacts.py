@@ -1,16 +1,14 @@
-"""Names of the files an export writes, and the atomic writes and hashes they share.
+"""Names of the files an export writes, and the hash that ties them together.
 
-Every file goes to a temporary name in its target folder and is renamed into place, so a crash or a
-failed check never leaves half a model that a later build would trust.
+Every file is written through rrl_edge.atomic (temporary name in the target folder, then a rename), so a
+crash or a failed check never leaves half a model that a later build would trust.
 """
 
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
-from typing import Any
 
-from rrl_edge.atomic import PathLike, atomic_write, atomic_write_bytes, write_json  # noqa: F401  (shared writers)
+from rrl_edge.atomic import PathLike
 
 FP32_ONNX = "rrl.onnx"  # simplified FP32 graph: TensorRT FP32/FP16 builds, the implicit-INT8 path, ORT CPU
 INT8_ONNX = "rrl.int8.onnx"  # Q/DQ graph for TensorRT: int8 symmetric, zero points 0, per-channel weights
@@ -30,6 +28,3 @@ def sha256_file(path: PathLike) -> str:
             h.update(block)
     return h.hexdigest()
 
-
-def atomic_write_json(path: PathLike, obj: Any) -> Path:
-    return write_json(obj, path)

@@ -20,6 +20,7 @@ import numpy as np
 from rrl_edge.calibration.quantize import CPU, METHODS, TENSORRT, quantize
 from rrl_edge.calibration.sampling import CalibrationSet, load_calibration_sets, select_samples
 from rrl_edge.data.patchfile import PatchSet
+from rrl_edge.atomic import atomic_write_bytes, write_json
 from rrl_edge.errors import ExportError
 from rrl_edge.export.artifacts import (
     CALIB_CPU_RANGES,
@@ -31,8 +32,6 @@ from rrl_edge.export.artifacts import (
     INT8_CPU_ONNX,
     INT8_ONNX,
     REPORT,
-    atomic_write_bytes,
-    atomic_write_json,
     sha256_file,
 )
 from rrl_edge.export.interface import INPUT_NAMES, OPSET, OUTPUT_NAME
@@ -208,7 +207,7 @@ def run_export(opts: ExportOptions) -> Dict[str, Any]:
             produced += files
         report["files"] = {name: sha256_file(staging / name) for name in produced}
         report["export_seconds"] = round(time.time() - started, 1)
-        atomic_write_json(staging / REPORT, report)
+        write_json(report, staging / REPORT)
         _install(staging, opts.out_dir, produced + [REPORT], opts.engine)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -240,7 +239,7 @@ def _int8(
     from rrl_edge.export.ort_scoring import cpu_session, score_onnx
 
     atomic_write_bytes(staging / CALIB_SAMPLES, calib.npy_bytes())
-    atomic_write_json(staging / CALIB_MANIFEST, calib.manifest())
+    write_json(calib.manifest(), staging / CALIB_MANIFEST)
     _say(f"calibrating on {len(calib.pairs)} training pairs ({opts.calib_method}), sha256 {calib.sha256[:16]}...")
     results: Dict[str, Any] = {}
     for flavour, name, ranges in ((TENSORRT, INT8_ONNX, CALIB_RANGES), (CPU, INT8_CPU_ONNX, CALIB_CPU_RANGES)):

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Dict
 import numpy as np
 
 from rrl_edge.errors import ExportError
-from rrl_edge.export.artifacts import atomic_write_bytes
+from rrl_edge.atomic import atomic_write_bytes
 from rrl_edge.export.onnx_export import check_io
 from rrl_edge.export.ort_scoring import cpu_session, score_onnx
 

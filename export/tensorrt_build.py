@@ -31,14 +31,13 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from rrl_edge.atomic import atomic_write_bytes, write_json
 from rrl_edge.errors import ExportError
 from rrl_edge.export.artifacts import (
     CALIB_MANIFEST,
     CALIB_SAMPLES,
     FP32_ONNX,
     REPORT,
-    atomic_write_bytes,
-    atomic_write_json,
     sha256_file,
 )
 from rrl_edge.export.gpu import GpuInfo, cuda_devices
@@ -328,7 +327,7 @@ def build_engine(request: EngineRequest) -> Dict[str, Any]:
     manifest = _manifest(request, plan, trt.__version__, gpu, calibration_sha256, seconds, timing_cache, reused,
                          engine_bytes)
     atomic_write_bytes(request.engine, engine_bytes)
-    atomic_write_json(manifest_path(request.engine), manifest)
+    write_json(manifest, manifest_path(request.engine))
     return manifest
 
 

@@ -66,6 +66,15 @@ def fpr95_table(sets: Dict[str, InputSet], scores: Dict[str, np.ndarray]) -> Opt
     return table
 
 
+def runner_options(artifact: str, backend: str, threads: Optional[int], device: int) -> Dict[str, int]:
+    """--threads for the CPU backends, --device (GPU index) for TensorRT."""
+    from rrl_edge.runtime.registry import backend_for
+
+    if backend_for(artifact, backend) == "tensorrt":
+        return {"device": device}
+    return {"threads": threads} if threads else {}
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from rrl_edge.runtime.inputs import load_inputs
     from rrl_edge.runtime.registry import make_runner
@@ -76,7 +85,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise InputError(f"--out {out}: expected a .npy or .csv file name")
     if out is not None and out.is_dir():
         raise InputError(f"--out {out}: is a folder, expected a file name")
-    runner = make_runner(args.engine, args.backend, **({"threads": args.threads} if args.threads else {}))
+    runner = make_runner(args.engine, args.backend, **runner_options(args.engine, args.backend, args.threads, args.device))
     sets = load_inputs(args.data, split=args.split, labels=args.labels, progress=not args.quiet)
     scores: Dict[str, np.ndarray] = {}
     started = time.perf_counter()
@@ -121,6 +130,7 @@ def add_command(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> N
     p.add_argument("--backend", choices=("auto", "tensorrt", "onnxruntime", "torch"), default="auto",
                    help="default: from the file (.plan -> TensorRT, .onnx -> ONNX Runtime on the CPU, .pt -> PyTorch)")
     p.add_argument("--threads", type=_positive_int, help="CPU threads (ONNX Runtime, PyTorch)")
+    p.add_argument("--device", type=int, default=0, help="GPU index for a TensorRT engine (default 0)")
     p.add_argument("--json", help="write the run's summary (backend, precision, pairs/s, FPR95) here")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_run)
