@@ -13,28 +13,15 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
+from rrl_edge.argtypes import positive_float, positive_int
 from rrl_edge.errors import RRLEdgeError
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
-    return value
 
 
 def _add_patch_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the patch cutting and splits (default 0)")
-    p.add_argument("--train-keypoints", type=_positive_int, default=None, help="positive pairs per training image")
-    p.add_argument("--eval-keypoints", type=_positive_int, default=None, help="positive pairs per val/test image")
-    p.add_argument("--val-images", type=_positive_int, default=None, help="VIS-NIR country images held out for validation")
+    p.add_argument("--train-keypoints", type=positive_int, default=None, help="positive pairs per training image")
+    p.add_argument("--eval-keypoints", type=positive_int, default=None, help="positive pairs per val/test image")
+    p.add_argument("--val-images", type=positive_int, default=None, help="VIS-NIR country images held out for validation")
 
 
 def _patch_config(args: argparse.Namespace):  # -> PatchConfig
@@ -179,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("model-info", help="parameters and GFLOPs of the deployed and training graphs")
-    p.add_argument("--width", type=_positive_float, default=1.0, help="channel multiplier (1.0 = the paper)")
+    p.add_argument("--width", type=positive_float, default=1.0, help="channel multiplier (1.0 = the paper)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_model_info)
 
@@ -196,16 +183,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="image-pair folder or published .npy patch file (default: shared VIS-NIR)")
     p.add_argument("--val-data", help="validation patch file (with a patch-file --data)")
     p.add_argument("--out-dir", default="runs/rrlnet")
-    p.add_argument("--width", type=_positive_float, default=0.25)
-    p.add_argument("--batch-size", type=_positive_int, default=64)
-    p.add_argument("--lr", type=_positive_float, default=1e-3, help="peak learning rate of Nadam (paper: 2e-4 constant)")
+    p.add_argument("--width", type=positive_float, default=0.25)
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--lr", type=positive_float, default=1e-3, help="peak learning rate of Nadam (paper: 2e-4 constant)")
     p.add_argument("--schedule", choices=("cosine", "constant"), default="cosine")
     p.add_argument("--warmup-steps", type=int, default=200)
-    p.add_argument("--epochs", type=_positive_float, default=10.0, help="passes over the training pairs")
-    p.add_argument("--max-steps", type=_positive_int)
-    p.add_argument("--max-minutes", type=_positive_float)
-    p.add_argument("--eval-every", type=_positive_int, default=250)
-    p.add_argument("--threads", type=_positive_int)
+    p.add_argument("--epochs", type=positive_float, default=10.0, help="passes over the training pairs")
+    p.add_argument("--max-steps", type=positive_int)
+    p.add_argument("--max-minutes", type=positive_float)
+    p.add_argument("--eval-every", type=positive_int, default=250)
+    p.add_argument("--threads", type=positive_int)
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--compile", action="store_true", help="torch.compile the training graph (slow start, faster steps)")
     p.add_argument("--resume", help="a last.pt to continue exactly where it stopped")
@@ -221,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=("train", "val", "test"), default="test")
     p.add_argument("--categories", help="comma-separated subset of categories")
     p.add_argument("--baseline", choices=("sift",), help="also score a classical baseline")
-    p.add_argument("--batch-size", type=_positive_int, default=256)
+    p.add_argument("--batch-size", type=positive_int, default=256)
     p.add_argument("--json", help="write {categories: {name: {fpr95, pairs}}, mean_fpr95} here")
     p.add_argument("--roc", help="write a ROC plot (PNG) here")
     p.add_argument("--quiet", action="store_true")

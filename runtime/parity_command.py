@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 from typing import Optional
 
+from rrl_edge.argtypes import positive_int
 from rrl_edge.errors import InputError
 
 DESCRIPTION = """\
@@ -27,13 +28,6 @@ EPILOG = """\
 exit codes: 0 every candidate within the budget; 1 a candidate over it; 2 an error. Every artifact is opened
 before anything is scored, so a missing file, an unknown suffix, a corrupt model, or an engine on a machine
 without TensorRT fails the whole command (exit 2, naming the file) and writes no JSON or plot."""
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def _budget(text: str) -> float:
@@ -57,9 +51,9 @@ def add_command(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> N
     p.add_argument("--budget", type=_budget, default=0.3, help="FPR95 points a candidate may differ by (default 0.3)")
     p.add_argument("--json", help="write the report as JSON here (folders are created)")
     p.add_argument("--plot", help="write the ROC plot of all artifacts (PNG) here")
-    p.add_argument("--batch", type=_positive_int, default=256, help="pairs per inference call (default 256; "
+    p.add_argument("--batch", type=positive_int, default=256, help="pairs per inference call (default 256; "
                    "capped at an engine's profile maximum)")
-    p.add_argument("--threads", type=_positive_int, help="CPU threads of the torch and ONNX Runtime runners")
+    p.add_argument("--threads", type=positive_int, help="CPU threads of the torch and ONNX Runtime runners")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_parity)
 

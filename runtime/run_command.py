@@ -15,20 +15,11 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
+from rrl_edge.argtypes import positive_int
 from rrl_edge.errors import InputError
 from rrl_edge.runtime.inputs import InputSet
 
 OUT_SUFFIXES = (".npy", ".csv")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def write_scores(path: Path, sets: Dict[str, InputSet], scores: Dict[str, np.ndarray]) -> None:
@@ -126,10 +117,10 @@ def add_command(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> N
     p.add_argument("--labels", help="labels .npy for a patch file (default: found beside it)")
     p.add_argument("--split", default="test", choices=("train", "val", "test"), help="split of a folder (default test)")
     p.add_argument("--out", help="write every score here: .npy (float32, categories in order) or .csv")
-    p.add_argument("--batch", type=_positive_int, default=64, help="pairs per inference (split to the engine's maximum)")
+    p.add_argument("--batch", type=positive_int, default=64, help="pairs per inference (split to the engine's maximum)")
     p.add_argument("--backend", choices=("auto", "tensorrt", "onnxruntime", "torch"), default="auto",
                    help="default: from the file (.plan -> TensorRT, .onnx -> ONNX Runtime on the CPU, .pt -> PyTorch)")
-    p.add_argument("--threads", type=_positive_int, help="CPU threads (ONNX Runtime, PyTorch)")
+    p.add_argument("--threads", type=positive_int, help="CPU threads (ONNX Runtime, PyTorch)")
     p.add_argument("--device", type=int, default=0, help="GPU index for a TensorRT engine (default 0)")
     p.add_argument("--json", help="write the run's summary (backend, precision, pairs/s, FPR95) here")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
