@@ -3,25 +3,36 @@
 from __future__ import annotations
 
 import argparse
+from typing import Callable, TypeVar
+
+N = TypeVar("N", int, float)
+
+
+def _number(text: str, kind: Callable[[str], N], what: str, ok: Callable[[N], bool], rule: str) -> N:
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if not (ok(value) and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"{rule}, got {text}")
+    return value
 
 
 def positive_int(text: str) -> int:
     """A whole number >= 1 (batch sizes, thread counts, step counts)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+    return _number(text, int, "a whole number", lambda v: v >= 1, "must be at least 1")
+
+
+def non_negative_int(text: str) -> int:
+    """A whole number >= 0 (repetitions, where 0 means none or the default)."""
+    return _number(text, int, "a whole number", lambda v: v >= 0, "must not be negative")
 
 
 def positive_float(text: str) -> float:
     """A finite number > 0 (widths, learning rates, minutes)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
+    return _number(text, float, "a number", lambda v: v > 0, "must be a positive number")
+
+
+def non_negative_float(text: str) -> float:
+    """A finite number >= 0 (seconds)."""
+    return _number(text, float, "a number", lambda v: v >= 0, "must not be negative")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from rrl_edge.argtypes import non_negative_float, non_negative_int
 from rrl_edge.errors import InputError
 
 
@@ -19,26 +20,6 @@ def _batches(text: str):  # -> Tuple[int, ...]
         return parse_batches(text)
     except InputError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {text}")
-    return value
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -71,10 +52,10 @@ def add_command(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> N
     p.add_argument("--batch", type=_batches, default=(1, 8, 64, 256), help="comma-separated batch sizes (default 1,8,64,256)")
     p.add_argument("--data", help="time real test pairs from a patch file, patch build or image-pair folder "
                                   "(default: seeded random uint8 pairs; timing does not depend on the pixels)")
-    p.add_argument("--threads", type=_count, default=0, help="CPU threads for every backend (default: all cores)")
-    p.add_argument("--seconds", type=_seconds, default=2.0, help="minimum timed seconds per artifact and batch (default 2)")
-    p.add_argument("--iters", type=_count, default=20, help="minimum timed runs per artifact and batch (default 20)")
-    p.add_argument("--warmup", type=_count, default=3, help="untimed runs first (default 3)")
+    p.add_argument("--threads", type=non_negative_int, default=0, help="CPU threads for every backend (default: all cores)")
+    p.add_argument("--seconds", type=non_negative_float, default=2.0, help="minimum timed seconds per artifact and batch (default 2)")
+    p.add_argument("--iters", type=non_negative_int, default=20, help="minimum timed runs per artifact and batch (default 20)")
+    p.add_argument("--warmup", type=non_negative_int, default=3, help="untimed runs first (default 3)")
     p.add_argument("--backend", choices=("auto", "tensorrt", "onnxruntime", "torch"), default="auto",
                    help="backend for every artifact (default: by file suffix)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random or sampled pairs (default 0)")
