@@ -8,6 +8,7 @@ taken from either. Training checkpoints also hold the optimizer, scheduler and s
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Union
 
@@ -68,7 +69,15 @@ def read_checkpoint(path: PathLike) -> Dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
+        # weights_only: a foreign pickle is refused before any of its code can run
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "Unsupported global" not in str(exc):  # garbage bytes fail here too, with another reason
+            raise CheckpointError(f"checkpoint {path} is corrupt or not a torch file: {exc}") from None
+        raise CheckpointError(
+            f"checkpoint {path} holds Python objects besides tensors and plain data, so it is not an rrl-edge "
+            "checkpoint; refused without running them"
+        ) from None
     except Exception as exc:  # torch raises many kinds for truncated or foreign files
         raise CheckpointError(f"checkpoint {path} is corrupt or not a torch file: {exc}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from rrl_edge.argtypes import positive_float, positive_int
-from rrl_edge.errors import RRLEdgeError
+from rrl_edge.errors import DataError, RRLEdgeError
 
 
 def _add_patch_options(p: argparse.ArgumentParser) -> None:
@@ -22,6 +22,7 @@ def _add_patch_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train-keypoints", type=positive_int, default=None, help="positive pairs per training image")
     p.add_argument("--eval-keypoints", type=positive_int, default=None, help="positive pairs per val/test image")
     p.add_argument("--val-images", type=positive_int, default=None, help="VIS-NIR country images held out for validation")
+    p.add_argument("--detector", choices=("sift", "fast"), default=None, help="keypoint detector on the VIS image (default sift)")
 
 
 def _patch_config(args: argparse.Namespace):  # -> PatchConfig
@@ -34,6 +35,8 @@ def _patch_config(args: argparse.Namespace):  # -> PatchConfig
         overrides["eval_keypoints_per_image"] = args.eval_keypoints
     if args.val_images:
         overrides["val_images"] = args.val_images
+    if args.detector:
+        overrides["detector"] = args.detector
     return PatchConfig(**overrides)
 
 
@@ -90,6 +93,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"no --val-data: holding out {len(val_set)} of the file's pairs for validation")
     else:
         val_set = concat(load_sets(data, "val", config, progress=False)[0], "val")
+    if len(train_set) < args.batch_size:
+        raise DataError(f"{data}: {len(train_set)} training pairs are too few for batch size {args.batch_size}")
     cfg = TrainConfig(
         out_dir=args.out_dir, width=args.width, batch_size=args.batch_size, lr=args.lr, schedule=args.schedule,
         warmup_steps=args.warmup_steps, epochs=args.epochs, max_steps=args.max_steps, max_minutes=args.max_minutes,

@@ -17,9 +17,11 @@ Scorer = Callable[[PatchSet], np.ndarray]
 def evaluate_sets(sets: Mapping[str, PatchSet], scorer: Scorer) -> Dict[str, object]:
     """{"categories": {name: {"fpr95", "pairs"}}, "mean_fpr95"}; the mean is over categories."""
     categories: Dict[str, Dict[str, float]] = {}
+    exact: Dict[str, float] = {}
     for name, ps in sets.items():
-        categories[name] = {"fpr95": round(fpr95(ps.labels, scorer(ps)), 4), "pairs": int(len(ps))}
-    mean = float(np.mean([c["fpr95"] for c in categories.values()]))
+        exact[name] = fpr95(ps.labels, scorer(ps))
+        categories[name] = {"fpr95": round(exact[name], 4), "pairs": int(len(ps))}
+    mean = float(np.mean(list(exact.values())))  # of the unrounded values
     return {"categories": categories, "mean_fpr95": round(mean, 4)}
 
 

@@ -64,6 +64,25 @@ def test_foreign_checkpoint(tmp_path):
         load_model(path)
 
 
+class _RunsCodeWhenUnpickled:
+    """A pickle that creates a file when loaded: what a hostile 'checkpoint' from the internet can do."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_foreign_pickle_is_refused_before_its_code_runs(tmp_path):
+    path = tmp_path / "hostile.pt"
+    marker = tmp_path / "pwned"
+    torch.save({"format": "rrl-edge-checkpoint", "payload": _RunsCodeWhenUnpickled(marker)}, path)
+    with pytest.raises(CheckpointError, match="hostile.pt holds Python objects besides tensors"):
+        load_model(path)
+    assert not marker.exists()
+
+
 def test_weights_that_do_not_fit_the_config(tmp_path):
     path = tmp_path / "mixed.pt"
     save_checkpoint(path, build_rrlnet(0.25))

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from rrl_edge.data.patchfile import save_patch_set
 
@@ -14,7 +15,8 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "rrl_edge.cli", *args], capture_output=True, text=True, timeout=900)
 
 
-def test_data_build_writes_patch_files_and_manifest(tmp_path, data_root):
+@pytest.mark.parametrize("detector", ["sift", "fast"])
+def test_data_build_writes_patch_files_and_manifest(tmp_path, data_root, detector):
     src = tmp_path / "vis-nir"
     for cat, ids in (("country", ("0008", "0012", "0033")), ("field", ("0013",))):
         for i in ids:
@@ -25,9 +27,10 @@ def test_data_build_writes_patch_files_and_manifest(tmp_path, data_root):
                     (src / cat / f.name).symlink_to(f.resolve())
     out = tmp_path / "build"
     result = run_cli("data", "build", "--data", str(src), "--out", str(out), "--train-keypoints", "40",
-                     "--eval-keypoints", "20", "--val-images", "1", "--quiet")
+                     "--eval-keypoints", "20", "--val-images", "1", "--detector", detector, "--quiet")
     assert result.returncode == 0, result.stderr[-2000:]
     manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["config"]["detector"] == detector
     assert manifest["counts"]["test"]["field"]["pairs"] == 40
     assert manifest["counts"]["val"]["country"]["images"] == 1
     assert manifest["counts"]["train"]["country"]["images"] == 2
@@ -63,3 +66,27 @@ def test_train_refuses_an_output_folder_that_is_a_file(tmp_path, visnir_test):
     result = run_cli("train", "--data", str(tmp_path / "p_patches.npy"), "--out-dir", str(blocker), "--max-steps", "1")
     assert result.returncode == 2
     assert "run is a file" in result.stderr
+
+
+def test_train_on_too_few_pairs_names_the_file_and_writes_nothing(tmp_path, visnir_test):
+    ps = visnir_test["urban"]
+    few = type(ps)(ps.name, ps.patches[:40], ps.labels[:40])
+    save_patch_set(few, tmp_path / "few_patches.npy", tmp_path / "few_labels.npy")
+    run_dir = tmp_path / "run"
+    result = run_cli("train", "--data", str(tmp_path / "few_patches.npy"), "--out-dir", str(run_dir), "--max-steps", "1")
+    assert result.returncode == 2
+    assert "few_patches.npy" in result.stderr and "too few" in result.stderr and "Traceback" not in result.stderr
+    assert not run_dir.exists()
+
+
+def test_train_from_a_corrupt_checkpoint_leaves_no_run_folder(tmp_path, visnir_test):
+    ps = visnir_test["urban"]
+    save_patch_set(ps, tmp_path / "p_patches.npy", tmp_path / "p_labels.npy")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint" * 64)
+    run_dir = tmp_path / "run"
+    result = run_cli("train", "--data", str(tmp_path / "p_patches.npy"), "--out-dir", str(run_dir),
+                     "--init-from", str(bad), "--max-steps", "1")
+    assert result.returncode == 2
+    assert "bad.pt is corrupt" in result.stderr and "Traceback" not in result.stderr
+    assert not run_dir.exists()

@@ -14,6 +14,7 @@ from typing import Iterator, Optional, Tuple
 import numpy as np
 import torch
 
+from rrl_edge.errors import DataError
 from rrl_edge.training.augment import AugmentConfig, augment_batch
 
 
@@ -47,7 +48,7 @@ class PairLoader:
         self.prefetch = prefetch
         self.batches_per_epoch = (len(patches) // world_size) // batch_size
         if self.batches_per_epoch == 0:
-            raise ValueError(
+            raise DataError(
                 f"{len(patches)} training pairs are too few for batch size {batch_size} on {world_size} process(es)"
             )
 

@@ -188,8 +188,6 @@ def _train(cfg: TrainConfig, train_set: PatchSet, val_set: PatchSet, data_info: 
     out_dir = Path(cfg.out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise DataError(f"output folder {out_dir} is a file")
-    if ctx.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
 
     model, resume_payload = _initial_model(cfg)
     model.to(ctx.device)
@@ -211,6 +209,8 @@ def _train(cfg: TrainConfig, train_set: PatchSet, val_set: PatchSet, data_info: 
         train_set.patches, train_set.labels, cfg.batch_size, seed=cfg.seed, rank=ctx.rank,
         world_size=ctx.world_size, augment=AugmentConfig() if cfg.augment else None,
     )
+    if ctx.is_main:  # only now: a bad checkpoint or too few pairs must not leave an empty run folder behind
+        out_dir.mkdir(parents=True, exist_ok=True)
     total_steps = cfg.max_steps or max(1, int(cfg.epochs * loader.batches_per_epoch))
     started = time.monotonic() - state.minutes * 60  # minutes count across resumes
     deadline = started + cfg.max_minutes * 60 if cfg.max_minutes else None
