@@ -36,6 +36,11 @@ def shipped_checkpoint(name: str = "vis-nir") -> Path:
     return path
 
 
+def shipped_for_layout(layout: str) -> Path:
+    """The shipped model for data of this layout: RoadScene's for RoadScene (VIS-LWIR), VIS-NIR's otherwise."""
+    return shipped_checkpoint("roadscene" if layout == "roadscene" else "vis-nir")
+
+
 def atomic_torch_save(obj: Any, path: PathLike) -> None:
     """torch.save through the project's atomic writer: a crash never leaves half a checkpoint."""
     atomic_write(path, lambda tmp: torch.save(obj, tmp))

@@ -78,6 +78,7 @@ def cmd_data_build(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from rrl_edge.checkpoint import shipped_for_layout
     from rrl_edge.data.patchfile import load_patch_file
     from rrl_edge.patch_sources import concat, load_sets, split_off_validation
     from rrl_edge.training.trainer import TrainConfig, train
@@ -95,11 +96,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         val_set = concat(load_sets(data, "val", config, progress=False)[0], "val")
     if len(train_set) < args.batch_size:
         raise DataError(f"{data}: {len(train_set)} training pairs are too few for batch size {args.batch_size}")
+    init_from = args.init_from
+    if init_from == "shipped":  # RoadScene data starts from the RoadScene model
+        init_from = str(shipped_for_layout(info["layout"]))
     cfg = TrainConfig(
         out_dir=args.out_dir, width=args.width, batch_size=args.batch_size, lr=args.lr, schedule=args.schedule,
         warmup_steps=args.warmup_steps, epochs=args.epochs, max_steps=args.max_steps, max_minutes=args.max_minutes,
         eval_every=args.eval_every, seed=args.seed, augment=not args.no_augment, threads=args.threads,
-        resume=args.resume, init_from=args.init_from, progress=not args.quiet, compile=args.compile,
+        resume=args.resume, init_from=init_from, progress=not args.quiet, compile=args.compile,
     )
     info["patch_config"] = config.__dict__ if hasattr(config, "__dict__") else str(config)
     is_main = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 reports
@@ -114,7 +118,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from sklearn.metrics import roc_curve
 
-    from rrl_edge.checkpoint import load_model, shipped_checkpoint
+    from rrl_edge.checkpoint import load_model, shipped_for_layout
     from rrl_edge.atomic import write_json
     from rrl_edge.evaluate import evaluate_sets, format_table, plot_roc
     from rrl_edge.inference import score_pairs
@@ -129,10 +133,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if missing:
             raise RRLEdgeError(f"--categories: {missing} not in {data} (it has {sorted(sets)})")
         sets = {c: sets[c] for c in wanted}
-    checkpoint = args.checkpoint
-    if checkpoint is None and info.get("layout") == "roadscene":
-        checkpoint = shipped_checkpoint("roadscene")
-    model, meta = load_model(checkpoint)
+    model, meta = load_model(args.checkpoint or shipped_for_layout(info["layout"]))
     scores = {}
 
     def network(ps):
@@ -201,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--compile", action="store_true", help="torch.compile the training graph (slow start, faster steps)")
     p.add_argument("--resume", help="a last.pt to continue exactly where it stopped")
-    p.add_argument("--init-from", help="start from a checkpoint's weights ('shipped' for the packaged model)")
+    p.add_argument("--init-from", help="start from a checkpoint's weights ('shipped': the packaged model for this data)")
     p.add_argument("--quiet", action="store_true")
     _add_patch_options(p)
     p.set_defaults(func=cmd_train)

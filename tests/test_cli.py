@@ -1,12 +1,14 @@
 """The command line as a user runs it: data build into a folder, eval on a published-format patch file, errors."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from rrl_edge.data.patchfile import save_patch_set
 
@@ -90,3 +92,22 @@ def test_train_from_a_corrupt_checkpoint_leaves_no_run_folder(tmp_path, visnir_t
     assert result.returncode == 2
     assert "bad.pt is corrupt" in result.stderr and "Traceback" not in result.stderr
     assert not run_dir.exists()
+
+
+def test_train_init_from_shipped_takes_the_model_of_the_data(tmp_path, data_root):
+    rs = tmp_path / "roadscene"
+    for name in sorted(p.name for p in (data_root / "roadscene" / "visible").glob("*.jpg"))[:10]:
+        for sub in ("visible", "infrared"):
+            (rs / sub).mkdir(parents=True, exist_ok=True)
+            (rs / sub / name).symlink_to((data_root / "roadscene" / sub / name).resolve())
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "RRL_EDGE_CACHE": str(tmp_path / "cache")}
+    result = subprocess.run(
+        [sys.executable, "-m", "rrl_edge.cli", "train", "--data", str(rs), "--out-dir", str(run_dir),
+         "--init-from", "shipped", "--max-steps", "1", "--eval-every", "1", "--train-keypoints", "40",
+         "--eval-keypoints", "20", "--quiet"],
+        capture_output=True, text=True, timeout=900, env=env,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    payload = torch.load(run_dir / "last.pt", weights_only=True)
+    assert Path(payload["train_config"]["init_from"]).name == "rrlnet_roadscene.pt"

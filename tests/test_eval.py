@@ -14,8 +14,10 @@ from rrl_edge.evaluate import evaluate_sets
 from rrl_edge.inference import score_pairs
 from rrl_edge.metrics import fpr95
 
-# What the shipped model must at least keep on every run (README has its measured numbers).
-SHIPPED_MEAN_FPR95_CEILING = 10.0
+# The goals for the shipped models (README has the measured numbers: 2.63 and 1.18). Scores are
+# deterministic for a given build and checkpoint, so these only fail when the model or the patches change.
+SHIPPED_MEAN_FPR95_CEILING = 3.0
+ROADSCENE_FPR95_CEILING = 2.0
 
 
 @pytest.fixture(scope="module")
@@ -85,3 +87,18 @@ def test_eval_cli_on_an_empty_folder_names_it(tmp_path):
                             capture_output=True, text=True)
     assert result.returncode == 2
     assert str(empty) in result.stderr and "Traceback" not in result.stderr
+
+
+def test_eval_on_roadscene_uses_the_roadscene_model_and_beats_sift(tmp_path, data_root):
+    out = tmp_path / "rs.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "rrl_edge.cli", "eval", "--data", str(data_root / "roadscene"), "--baseline", "sift",
+         "--json", str(out), "--quiet"],
+        capture_output=True, text=True, timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert report["checkpoint"].endswith("rrlnet_roadscene.pt")
+    assert list(report["categories"]) == ["roadscene"] and report["categories"]["roadscene"]["pairs"] > 5000
+    assert report["mean_fpr95"] <= ROADSCENE_FPR95_CEILING
+    assert report["baseline"]["mean_fpr95"] > 10 * report["mean_fpr95"]
