@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from rrl_edge.argtypes import positive_float, positive_int
-from rrl_edge.errors import DataError, RRLEdgeError
+from rrl_edge.errors import RRLEdgeError
 
 
 def _add_patch_options(p: argparse.ArgumentParser) -> None:
@@ -78,7 +78,6 @@ def cmd_data_build(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from rrl_edge.checkpoint import shipped_for_layout
     from rrl_edge.data.patchfile import load_patch_file
     from rrl_edge.patch_sources import concat, load_sets, split_off_validation
     from rrl_edge.training.trainer import TrainConfig, train
@@ -94,16 +93,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"no --val-data: holding out {len(val_set)} of the file's pairs for validation")
     else:
         val_set = concat(load_sets(data, "val", config, progress=False)[0], "val")
-    if len(train_set) < args.batch_size:
-        raise DataError(f"{data}: {len(train_set)} training pairs are too few for batch size {args.batch_size}")
-    init_from = args.init_from
-    if init_from == "shipped":  # RoadScene data starts from the RoadScene model
-        init_from = str(shipped_for_layout(info["layout"]))
     cfg = TrainConfig(
         out_dir=args.out_dir, width=args.width, batch_size=args.batch_size, lr=args.lr, schedule=args.schedule,
         warmup_steps=args.warmup_steps, epochs=args.epochs, max_steps=args.max_steps, max_minutes=args.max_minutes,
         eval_every=args.eval_every, seed=args.seed, augment=not args.no_augment, threads=args.threads,
-        resume=args.resume, init_from=init_from, progress=not args.quiet, compile=args.compile,
+        resume=args.resume, init_from=args.init_from, progress=not args.quiet, compile=args.compile,
     )
     info["patch_config"] = config.__dict__ if hasattr(config, "__dict__") else str(config)
     is_main = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 reports

@@ -40,6 +40,7 @@ class PairLoader:
         world_size: int = 1,
         augment: Optional[AugmentConfig] = AugmentConfig(),
         prefetch: int = 6,
+        source: str = "the training set",
     ) -> None:
         self.patches, self.labels = patches, labels
         self.batch_size, self.seed = batch_size, seed
@@ -49,7 +50,7 @@ class PairLoader:
         self.batches_per_epoch = (len(patches) // world_size) // batch_size
         if self.batches_per_epoch == 0:
             raise DataError(
-                f"{len(patches)} training pairs are too few for batch size {batch_size} on {world_size} process(es)"
+                f"{source}: {len(patches)} training pairs are too few for batch size {batch_size} on {world_size} process(es)"
             )
 
     def _epoch_order(self, epoch: int) -> np.ndarray:

@@ -14,7 +14,7 @@ import gc
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from rrl_edge.atomic import save_figure, write_json
-from rrl_edge.checkpoint import load_train_model, read_checkpoint, save_checkpoint, shipped_checkpoint
+from rrl_edge.checkpoint import load_train_model, read_checkpoint, save_checkpoint, shipped_for_layout
 from rrl_edge.data.patchfile import PatchSet
 from rrl_edge.errors import CheckpointError, DataError
 from rrl_edge.inference import score_pairs
@@ -54,7 +54,7 @@ class TrainConfig:
     threads: Optional[int] = None
     compile: bool = False  # torch.compile: ~2 min of compiling, then ~25% more pairs/s on 2 CPU cores
     resume: Optional[str] = None  # a last.pt to continue
-    init_from: Optional[str] = None  # a checkpoint (or "shipped") to start the weights from
+    init_from: Optional[str] = None  # a checkpoint (or "shipped": the packaged model for the data's layout)
     progress: bool = True
 
 
@@ -143,8 +143,7 @@ def _initial_model(cfg: TrainConfig) -> Tuple[RRLNetTrain, Optional[Dict[str, An
             raise CheckpointError(f"{cfg.resume} is not a training checkpoint (last.pt) and cannot be resumed; use --init-from")
         return model, payload
     if cfg.init_from:
-        path = shipped_checkpoint() if cfg.init_from == "shipped" else Path(cfg.init_from)
-        model, _ = load_train_model(path)
+        model, _ = load_train_model(cfg.init_from)
         return model, None
     torch.manual_seed(cfg.seed)
     return RRLNetTrain(RRLNetConfig(width=cfg.width)), None
@@ -188,6 +187,8 @@ def _train(cfg: TrainConfig, train_set: PatchSet, val_set: PatchSet, data_info: 
     out_dir = Path(cfg.out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise DataError(f"output folder {out_dir} is a file")
+    if cfg.init_from == "shipped":  # resolved here so the run records which model it started from
+        cfg = replace(cfg, init_from=str(shipped_for_layout(data_info.get("layout", "vis-nir"))))
 
     model, resume_payload = _initial_model(cfg)
     model.to(ctx.device)
@@ -208,6 +209,7 @@ def _train(cfg: TrainConfig, train_set: PatchSet, val_set: PatchSet, data_info: 
     loader = PairLoader(
         train_set.patches, train_set.labels, cfg.batch_size, seed=cfg.seed, rank=ctx.rank,
         world_size=ctx.world_size, augment=AugmentConfig() if cfg.augment else None,
+        source=data_info.get("source", "the training set"),
     )
     if ctx.is_main:  # only now: a bad checkpoint or too few pairs must not leave an empty run folder behind
         out_dir.mkdir(parents=True, exist_ok=True)
