@@ -16,7 +16,7 @@ from pathlib import Path
 
 from rrl_edge.checkpoint import SHIPPED
 from rrl_edge.cli import main as rrl_edge_main
-from rrl_edge.export.artifacts import FP32_ONNX, INT8_CPU_ONNX, INT8_ONNX
+from rrl_edge.contracts import FP32_ONNX, INT8_CPU_ONNX, INT8_ONNX
 
 
 def main() -> int:

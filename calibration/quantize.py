@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from rrl_edge.errors import ExportError
-from rrl_edge.export.interface import INPUT_NAMES, OUTPUT_NAME
+from rrl_edge.contracts import INPUT_NAMES, OUTPUT_NAME
 
 if TYPE_CHECKING:
     import onnx

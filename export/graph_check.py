@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Dict, List, Optional
 import numpy as np
 
 from rrl_edge.errors import ExportError
-from rrl_edge.export.interface import INPUT_NAMES, OPSET, OUTPUT_NAME
+from rrl_edge.contracts import INPUT_NAMES, OPSET, OUTPUT_NAME
 
 if TYPE_CHECKING:
     import onnx

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from rrl_edge.atomic import PathLike, atomic_write_bytes
-from rrl_edge.export.interface import BATCH_DIM, INPUT_NAMES, OPSET, OUTPUT_NAME, PATCH_SIZE
+from rrl_edge.contracts import BATCH_DIM, INPUT_NAMES, OPSET, OUTPUT_NAME, PATCH_SIZE
 from rrl_edge.models.rrlnet import RRLNet
 
 if TYPE_CHECKING:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Optional
 import numpy as np
 from tqdm import tqdm
 
-from rrl_edge.export.interface import INPUT_NAMES
+from rrl_edge.contracts import INPUT_NAMES
 from rrl_edge.runtime.onnxruntime_runner import cpu_session
 from rrl_edge.runtime.pairs import check_pairs
 

@@ -22,7 +22,7 @@ from rrl_edge.calibration.sampling import CalibrationSet, load_calibration_sets,
 from rrl_edge.data.patchfile import PatchSet
 from rrl_edge.atomic import atomic_write_bytes, write_json
 from rrl_edge.errors import ExportError
-from rrl_edge.export.artifacts import (
+from rrl_edge.contracts import (
     CALIB_CPU_RANGES,
     CALIB_MANIFEST,
     CALIB_RANGES,
@@ -34,7 +34,7 @@ from rrl_edge.export.artifacts import (
     REPORT,
     sha256_file,
 )
-from rrl_edge.export.interface import INPUT_NAMES, OPSET, OUTPUT_NAME
+from rrl_edge.contracts import INPUT_NAMES, OPSET, OUTPUT_NAME
 from rrl_edge.export.parity import MIN_FP32_PAIRS, fp32_proof, format_parity, int8_parity, proof_sets
 from rrl_edge.export.tensorrt_build import BatchProfile, EngineRequest, build_engine, tensorrt_status
 from rrl_edge.metrics import fpr95

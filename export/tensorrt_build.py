@@ -33,7 +33,7 @@ import numpy as np
 
 from rrl_edge.atomic import atomic_write_bytes, write_json
 from rrl_edge.errors import ExportError
-from rrl_edge.export.artifacts import (
+from rrl_edge.contracts import (
     CALIB_MANIFEST,
     CALIB_SAMPLES,
     FP32_ONNX,
@@ -41,7 +41,7 @@ from rrl_edge.export.artifacts import (
     sha256_file,
 )
 from rrl_edge.export.gpu import GpuInfo, cuda_devices
-from rrl_edge.export.interface import INPUT_NAMES, OUTPUT_NAME, PATCH_SIZE
+from rrl_edge.contracts import INPUT_NAMES, OUTPUT_NAME, PATCH_SIZE
 
 if TYPE_CHECKING:
     import tensorrt as trt

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 from rrl_edge.errors import InputError
-from rrl_edge.export.interface import INPUT_NAMES, OUTPUT_NAME, PATCH_SIZE
+from rrl_edge.contracts import INPUT_NAMES, OUTPUT_NAME, PATCH_SIZE
 
 MANIFEST_FORMAT = "rrl-edge-engine"  # rrl_edge.export.tensorrt_build.MANIFEST_FORMAT
 INPUT_SHAPE = [-1, 1, PATCH_SIZE, PATCH_SIZE]  # dynamic batch, one channel, 64 x 64

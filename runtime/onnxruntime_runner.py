@@ -7,13 +7,13 @@ from typing import TYPE_CHECKING, Any, List, Optional, Union
 
 import numpy as np
 
+from rrl_edge.contracts import INPUT_NAMES
 from rrl_edge.errors import InputError
 from rrl_edge.runtime.runner import Runner
 
 if TYPE_CHECKING:
     import onnxruntime
 
-INPUT_NAMES = ("vis", "other")  # rrl_edge.export.interface.INPUT_NAMES
 
 
 def cpu_session(model: Union[Path, bytes], threads: Optional[int] = None) -> "onnxruntime.InferenceSession":

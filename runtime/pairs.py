@@ -9,9 +9,9 @@ from typing import Tuple
 
 import numpy as np
 
+from rrl_edge.contracts import PATCH_SIZE, split_pair_batch
 from rrl_edge.errors import InputError
 
-PATCH_SIZE = 64  # rrl_edge.models.rrlnet.PATCH_SIZE, without importing torch
 
 
 def check_pairs(pairs: np.ndarray, source: str = "input") -> None:
@@ -33,5 +33,4 @@ def check_pairs(pairs: np.ndarray, source: str = "input") -> None:
 
 def split_inputs(batch: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """float32 (B, 1, 64, 64) VIS and other-spectrum arrays, C-contiguous; uint8 is scaled by 1/255."""
-    x = batch.astype(np.float32) / np.float32(255.0) if batch.dtype == np.uint8 else batch.astype(np.float32, copy=False)
-    return np.ascontiguousarray(x[:, :1]), np.ascontiguousarray(x[:, 1:])
+    return split_pair_batch(batch)

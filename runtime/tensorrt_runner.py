@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Deque, Dict, Iterable, Iterator, List, Op
 import numpy as np
 
 from rrl_edge.errors import InputError, RRLEdgeError
-from rrl_edge.export.interface import INPUT_NAMES, OUTPUT_NAME, PATCH_SIZE
+from rrl_edge.contracts import INPUT_NAMES, OUTPUT_NAME, PATCH_SIZE
 from rrl_edge.runtime import engine_manifest
 from rrl_edge.runtime.engine_manifest import Environment
 from rrl_edge.runtime.runner import Batch, Runner

@@ -6,7 +6,7 @@ import numpy as np
 import onnx
 import pytest
 
-from rrl_edge.export.interface import INPUT_NAMES, OPSET, OUTPUT_NAME, PATCH_SIZE
+from rrl_edge.contracts import INPUT_NAMES, OPSET, OUTPUT_NAME, PATCH_SIZE
 from rrl_edge.export.ort_scoring import cpu_session, score_onnx
 from rrl_edge.inference import score_pairs
 from rrl_edge.models.rrlnet import PATCH_SIZE as MODEL_PATCH_SIZE

@@ -8,7 +8,7 @@ import onnx
 import pytest
 
 from rrl_edge.cli import main
-from rrl_edge.export.artifacts import sha256_file
+from rrl_edge.contracts import sha256_file
 
 pytest_plugins = ("export_fixtures",)
 

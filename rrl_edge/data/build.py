@@ -36,7 +36,8 @@ from tqdm import tqdm
 from rrl_edge.data import alignment as al
 from rrl_edge.data.images import VISNIR_CATEGORIES, ImagePair, list_roadscene, list_visnir_category, load_pair
 from rrl_edge.data.patches import DETECTORS, make_pairs
-from rrl_edge.data.patchfile import PATCH_SIZE, PatchSet, default_file_mode, save_patch_set
+from rrl_edge.contracts import PATCH_SIZE
+from rrl_edge.data.patchfile import PatchSet, default_file_mode, save_patch_set
 from rrl_edge.data.store import DATA_FORMAT_VERSION, MANIFEST, SPLITS, load_split, read_manifest  # noqa: F401  (load_split: re-exported)
 from rrl_edge.errors import DataError
 

@@ -15,9 +15,9 @@ from typing import List, Optional, Union
 
 import numpy as np
 
+from rrl_edge.contracts import PATCH_SIZE
 from rrl_edge.errors import DataError
 
-PATCH_SIZE = 64
 PathLike = Union[str, "os.PathLike[str]"]
 
 

@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-PATCH_SIZE = 64
+from rrl_edge.contracts import PATCH_SIZE
+
 BASE_ENCODER_WIDTHS = (16, 32, 64, 128, 256)
 BASE_FIL_WIDTHS = (32, 64, 128, 256, 512)
 BASE_HEAD_WIDTHS = (512, 256)
