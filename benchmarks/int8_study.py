@@ -29,7 +29,8 @@ import numpy as np
 
 from rrl_edge.calibration.quantize import CPU, TENSORRT, Flavour, gate_nodes, quantize, quantizable_nodes
 from rrl_edge.data.patchfile import PatchSet
-from rrl_edge.export.ort_scoring import cpu_session, score_onnx
+from rrl_edge.runtime.onnxruntime_runner import cpu_session
+from rrl_edge.runtime.registry import score_with
 
 WORK = Path(tempfile.gettempdir()) / "rrl-int8-study"
 
@@ -68,7 +69,7 @@ def calibration_pairs(count: int, seed: int) -> np.ndarray:
 
 def scores(model: Path, sets: Mapping[str, PatchSet], threads: int = 1) -> Dict[str, np.ndarray]:
     session = cpu_session(model, threads)
-    return {c: score_onnx(session, ps.patches, 256) for c, ps in sets.items()}
+    return {c: score_with(session, ps.patches, 256) for c, ps in sets.items()}
 
 
 def logit(s: np.ndarray) -> np.ndarray:
@@ -252,7 +253,7 @@ def cmd_noise(args: argparse.Namespace) -> None:
 
 def _timed(session, pairs: np.ndarray, batch: int) -> float:
     start = time.perf_counter()
-    score_onnx(session, pairs, batch)
+    score_with(session, pairs, batch)
     return time.perf_counter() - start
 
 
@@ -267,7 +268,7 @@ def cmd_speed(args: argparse.Namespace) -> None:
         variants.append((name, make_int8(fp32, flavour, args.method, args.samples, 0, tag=f"-speed-{flavour.name}")))
     sessions = [(name, cpu_session(path, args.threads)) for name, path in variants]
     for _, session in sessions:
-        score_onnx(session, pairs[: args.batch * 2], args.batch)  # warm-up
+        score_with(session, pairs[: args.batch * 2], args.batch)  # warm-up
     times: Dict[str, List[float]] = {name: [] for name, _ in sessions}
     for _ in range(args.rounds):  # interleaved, so that load from other processes hits every variant alike
         for name, session in sessions:

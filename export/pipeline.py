@@ -149,9 +149,9 @@ def run_export(opts: ExportOptions) -> Dict[str, Any]:
     from rrl_edge.checkpoint import load_model
     from rrl_edge.export.graph_check import require_tensorrt_compatible
     from rrl_edge.export.onnx_export import export_onnx
-    from rrl_edge.export.ort_scoring import cpu_session, score_onnx
     from rrl_edge.export.simplify import simplify_onnx
-    from rrl_edge.inference import score_pairs
+    from rrl_edge.runtime.onnxruntime_runner import cpu_session
+    from rrl_edge.runtime.registry import score_with
 
     started = time.time()
     validate(opts)
@@ -177,9 +177,9 @@ def run_export(opts: ExportOptions) -> Dict[str, Any]:
         _say(f"ONNX opset {OPSET}: {simplify['nodes_before']} nodes, {simplify['tool']} -> {simplify['nodes_after']}")
         require_tensorrt_compatible(onnx.load(str(staging / FP32_ONNX)), FP32_ONNX)
 
-        reference = {c: score_pairs(model, ps.patches, 256, opts.progress, f"PyTorch {c}") for c, ps in proof.items()}
+        reference = {c: score_with(model, ps.patches, 256, opts.progress, f"PyTorch {c}") for c, ps in proof.items()}
         fp32_session = cpu_session(staging / FP32_ONNX)
-        fp32_scores = {c: score_onnx(fp32_session, ps.patches, 256, opts.progress, f"ONNX {c}") for c, ps in proof.items()}
+        fp32_scores = {c: score_with(fp32_session, ps.patches, 256, opts.progress, f"ONNX {c}") for c, ps in proof.items()}
         fp32 = fp32_proof(reference, fp32_scores)
         _say(f"FP32 ONNX vs PyTorch on {fp32.pairs} pairs: max |score difference| {fp32.max_abs_diff:.2e} "
              f"(limit {fp32.to_dict()['tolerance']})")
@@ -236,7 +236,8 @@ def _int8(
     import onnx
 
     from rrl_edge.export.graph_check import require_tensorrt_compatible
-    from rrl_edge.export.ort_scoring import cpu_session, score_onnx
+    from rrl_edge.runtime.onnxruntime_runner import cpu_session
+    from rrl_edge.runtime.registry import score_with
 
     atomic_write_bytes(staging / CALIB_SAMPLES, calib.npy_bytes())
     write_json(calib.manifest(), staging / CALIB_MANIFEST)
@@ -252,7 +253,7 @@ def _int8(
         if flavour is TENSORRT:
             require_tensorrt_compatible(proto, name)
         session = cpu_session(staging / name)
-        scores = {c: score_onnx(session, ps.patches, 256, opts.progress, f"{name} {c}") for c, ps in proof.items()}
+        scores = {c: score_with(session, ps.patches, 256, opts.progress, f"{name} {c}") for c, ps in proof.items()}
         results[flavour.name] = (int8_parity(labels, reference, scores, opts.budget), scores)
     parity = {k: v[0] for k, v in results.items()}
     _say(format_parity(parity))

@@ -15,7 +15,7 @@ import numpy as np
 from rrl_edge.errors import ExportError
 from rrl_edge.atomic import atomic_write_bytes
 from rrl_edge.export.onnx_export import check_io
-from rrl_edge.export.ort_scoring import cpu_session, score_onnx
+from rrl_edge.runtime.registry import score_with
 
 if TYPE_CHECKING:
     import onnx
@@ -59,8 +59,8 @@ def simplify_onnx(proto: "onnx.ModelProto", out_path: Path, pairs: np.ndarray) -
     if after > before:
         raise ExportError(f"{tool} grew the graph from {before} to {after} nodes")
     check_io(simplified)
-    reference = score_onnx(cpu_session(proto.SerializeToString()), pairs)
-    result = score_onnx(cpu_session(simplified.SerializeToString()), pairs)
+    reference = score_with(proto.SerializeToString(), pairs)
+    result = score_with(simplified.SerializeToString(), pairs)
     diff = float(np.max(np.abs(reference - result)))
     if diff > TOLERANCE:
         raise ExportError(f"{tool} changed scores by up to {diff:.3g} on {len(pairs)} real pairs (allowed {TOLERANCE})")

@@ -114,8 +114,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     from rrl_edge.checkpoint import load_model, shipped_for_layout
     from rrl_edge.atomic import write_json
-    from rrl_edge.evaluate import evaluate_sets, format_table, plot_roc
-    from rrl_edge.inference import score_pairs
+    from rrl_edge.evaluate import evaluate_sets, format_table
+    from rrl_edge.plots import plot_roc
+    from rrl_edge.runtime.registry import score_with
     from rrl_edge.patch_sources import load_sets
 
     data = _data_path(args.data)
@@ -131,7 +132,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     scores = {}
 
     def network(ps):
-        scores[("RRL-Net", ps.name)] = s = score_pairs(model, ps.patches, args.batch_size, progress=not args.quiet,
+        scores[("RRL-Net", ps.name)] = s = score_with(model, ps.patches, args.batch_size, show_progress=not args.quiet,
                                                        desc=ps.name, source=ps.name)
         return s
 

@@ -13,6 +13,8 @@ from typing import Tuple
 
 import numpy as np
 
+from rrl_edge.errors import InputError
+
 PATCH_SIZE = 64  # pixels per side of a patch; the published patch format is fixed at 64 x 64
 CHANNELS = 1  # grayscale
 INPUT_NAMES: Tuple[str, str] = ("vis", "other")  # visible, and the other spectrum (NIR or thermal)
@@ -45,11 +47,35 @@ def sha256_file(path: "os.PathLike[str] | str") -> str:
     return h.hexdigest()
 
 
+def check_pairs(pairs: np.ndarray, source: str = "input") -> None:
+    """(N, 2, 64, 64) uint8 in [0, 255], or float in [0, 1] with no NaN; N > 0. Errors name ``source``."""
+    if not isinstance(pairs, np.ndarray):
+        raise InputError(f"{source}: expected a numpy array of patch pairs, got {type(pairs).__name__}")
+    if pairs.ndim != 4 or pairs.shape[1:] != PAIR_SHAPE:
+        raise InputError(f"{source}: patch pairs must have shape (N, 2, {PATCH_SIZE}, {PATCH_SIZE}), got {pairs.shape}")
+    if pairs.shape[0] == 0:
+        raise InputError(f"{source}: no patch pairs (N = 0)")
+    if pairs.dtype == np.uint8:
+        return
+    if not np.issubdtype(pairs.dtype, np.floating):
+        raise InputError(f"{source}: patch pairs must be uint8 or float, got {pairs.dtype}")
+    if not np.isfinite(pairs).all():
+        bad = int((~np.isfinite(pairs)).any(axis=(1, 2, 3)).sum())
+        raise InputError(f"{source}: {bad} patch pair(s) contain NaN or infinity")
+
+
 def to_unit_float(pairs: np.ndarray) -> np.ndarray:
     """float32 in [0, 1]: uint8 is divided by 255, floats are taken as already scaled (checked elsewhere)."""
     if pairs.dtype == np.uint8:
         return pairs.astype(np.float32) / PIXEL_SCALE
     return pairs.astype(np.float32, copy=False)
+
+
+def to_uint8(pairs: np.ndarray) -> np.ndarray:
+    """uint8 pixels as a camera gives them: float input in [0, 1] is scaled back and rounded."""
+    if pairs.dtype == np.uint8:
+        return pairs
+    return np.clip(np.rint(pairs * PIXEL_SCALE), 0, 255).astype(np.uint8)
 
 
 def split_pair_batch(batch: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:

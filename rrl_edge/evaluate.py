@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
-from typing import Callable, Dict, Mapping, Optional
+from typing import Callable, Dict, Mapping
 
 import numpy as np
 
-from rrl_edge.atomic import save_figure
 from rrl_edge.data.patchfile import PatchSet
 from rrl_edge.metrics import fpr95
 
@@ -40,26 +38,3 @@ def format_table(results: Dict[str, Dict[str, object]]) -> str:
     total = sum(int(c["pairs"]) for c in first.values())
     lines.append(f"{'mean':<12} {total:>7} " + " ".join(f"{results[m]['mean_fpr95']:>15.2f}" for m in methods))
     return "\n".join(lines)
-
-
-def plot_roc(curves: Mapping[str, Mapping[str, tuple]], path: os.PathLike, title: Optional[str] = None) -> None:
-    """One PNG: ROC curves of every (method, category), FPR on a log axis, TPR = 0.95 marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 5))
-    for method, per_cat in curves.items():
-        style = "-" if method == next(iter(curves)) else "--"
-        for cat, (fpr, tpr) in per_cat.items():
-            ax.plot(np.maximum(fpr, 1e-4) * 100, tpr, style, lw=1, label=f"{method} {cat}")
-    ax.axhline(0.95, color="k", lw=0.5)
-    ax.set_xscale("log")
-    ax.set_xlabel("false positive rate (%)")
-    ax.set_ylabel("true positive rate")
-    ax.set_title(title or "ROC")
-    ax.legend(fontsize=6, ncol=2)
-    fig.tight_layout()
-    save_figure(fig, path, dpi=110)
-    plt.close(fig)

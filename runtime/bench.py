@@ -112,6 +112,7 @@ def make_input(max_batch: int, data: Optional[Union[str, Path]] = None, seed: in
     if data is None:
         pairs = rng.integers(0, 256, size=(max_batch, 2, 64, 64), dtype=np.uint8)
         return BenchInput(pairs, f"seeded random uint8 pairs (seed {seed}), scaled by 1/255 like real ones")
+    from rrl_edge.contracts import to_uint8
     from rrl_edge.runtime.inputs import load_inputs
 
     sets = load_inputs(data, split="test", progress=show_progress)
@@ -124,8 +125,7 @@ def make_input(max_batch: int, data: Optional[Union[str, Path]] = None, seed: in
         local = picked[(picked >= offsets[i]) & (picked < offsets[i + 1])] - offsets[i]
         parts.append(np.asarray(one.patches[local]))
     pairs = np.concatenate(parts)
-    if pairs.dtype != np.uint8:  # float patch files: back to the uint8 the cameras give
-        pairs = np.clip(np.rint(pairs * 255.0), 0, 255).astype(np.uint8)
+    pairs = to_uint8(pairs)  # float patch files: back to the uint8 the cameras give
     kind = f"{len(pairs)} real test pairs from {data}"
     if len(pairs) < max_batch:
         pairs = np.resize(pairs, (max_batch,) + pairs.shape[1:])
@@ -166,18 +166,6 @@ def _emit(event: str, **payload: Any) -> None:
     sys.stdout.flush()
 
 
-def _runner_options(backend: str, threads: int) -> Dict[str, Any]:
-    """``threads`` for runners that take it (torch, ONNX Runtime); a TensorRT engine has no thread count."""
-    import importlib
-    import inspect
-
-    from rrl_edge.runtime.registry import BACKENDS
-
-    module_name, class_name = BACKENDS[backend]
-    runner_class = getattr(importlib.import_module(module_name), class_name)
-    return {"threads": threads} if "threads" in inspect.signature(runner_class.__init__).parameters else {}
-
-
 def _backend_version(backend: str) -> str:
     module = sys.modules.get({"torch": "torch", "onnxruntime": "onnxruntime", "tensorrt": "tensorrt"}.get(backend, ""))
     return str(getattr(module, "__version__", "?"))
@@ -186,14 +174,14 @@ def _backend_version(backend: str) -> str:
 def run_child(spec: Dict[str, Any]) -> None:
     """Bench one artifact at every batch size and report each result on stdout (see ``MARK``)."""
     from rrl_edge.runtime import memory
-    from rrl_edge.runtime.pairs import check_pairs, split_inputs
-    from rrl_edge.runtime.registry import make_runner
+    from rrl_edge.contracts import check_pairs, split_pair_batch as split_inputs
+    from rrl_edge.runtime.registry import make_runner, runner_options
 
     pairs = np.load(spec["pairs"], allow_pickle=False)
     check_pairs(pairs, spec["pairs"])
     inputs = {b: split_inputs(pairs[:b]) for b in spec["batches"]}  # made before the baseline RSS is taken
     before_open = memory.rss_mb()
-    runner = make_runner(spec["artifact"], spec["backend"], **_runner_options(spec["backend"], spec["threads"]))
+    runner = make_runner(spec["artifact"], spec["backend"], **runner_options(spec["artifact"], spec["backend"], threads=spec["threads"]))
     t0 = time.perf_counter()
     with runner:
         open_s = time.perf_counter() - t0

@@ -43,6 +43,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def add_command(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    from rrl_edge.runtime.registry import backend_choices
+
     p = sub.add_parser("bench", help="latency (p50, p99), pairs/s and peak memory per artifact and batch size",
                        description="Latency (p50, p99 per batch call), pairs/s and peak memory of each artifact at "
                                    "each batch size, each artifact in its own process; a checkpoint runs as "
@@ -56,7 +58,7 @@ def add_command(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> N
     p.add_argument("--seconds", type=non_negative_float, default=2.0, help="minimum timed seconds per artifact and batch (default 2)")
     p.add_argument("--iters", type=non_negative_int, default=20, help="minimum timed runs per artifact and batch (default 20)")
     p.add_argument("--warmup", type=non_negative_int, default=3, help="untimed runs first (default 3)")
-    p.add_argument("--backend", choices=("auto", "tensorrt", "onnxruntime", "torch"), default="auto",
+    p.add_argument("--backend", choices=backend_choices(), default="auto",
                    help="backend for every artifact (default: by file suffix)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random or sampled pairs (default 0)")
     p.add_argument("--json", help='write {"results": [{artifact, backend, precision, batch, p50_ms, p99_ms, '

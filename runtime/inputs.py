@@ -16,7 +16,7 @@ from typing import Dict, Optional, Union
 import numpy as np
 
 from rrl_edge.errors import DataError, InputError
-from rrl_edge.runtime.pairs import check_pairs
+from rrl_edge.contracts import check_pairs
 
 
 @dataclass

@@ -33,17 +33,18 @@ def make_session(model: Union[Path, bytes], threads: Optional[int], providers: L
     return ort.InferenceSession(source, options, providers=providers)
 
 
-def onnx_precision(path: Path) -> str:
+def onnx_precision(model: Union[Path, bytes]) -> str:
     """"int8" for a model with Q/DQ or QLinear nodes, else "fp32" (op types are stored verbatim)."""
-    data = path.read_bytes()
+    data = model.read_bytes() if isinstance(model, Path) else bytes(model)
     return "int8" if (b"QuantizeLinear" in data or b"QLinear" in data) else "fp32"
 
 
 class OnnxRuntimeRunner(Runner):
     backend = "onnxruntime"
 
-    def __init__(self, path: Union[str, Path], threads: Optional[int] = None, device: str = "cpu") -> None:
-        super().__init__(path)
+    def __init__(self, source: Any, threads: Optional[int] = None, device: str = "cpu") -> None:
+        """``source``: an .onnx file, the model's bytes, or an open ``onnxruntime.InferenceSession``."""
+        super().__init__(source)
         self.threads = threads
         self.device = device
         self._session: Optional["onnxruntime.InferenceSession"] = None
@@ -63,15 +64,16 @@ class OnnxRuntimeRunner(Runner):
             if "CUDAExecutionProvider" not in ort.get_available_providers():
                 raise InputError(f"{self.path}: this onnxruntime has no CUDA provider; use --backend tensorrt or the CPU")
             providers.insert(0, "CUDAExecutionProvider")
+        model = self.path if self.from_file else self.source
         try:
-            session = make_session(self.path, self.threads, providers)
+            session = model if hasattr(model, "get_inputs") else make_session(model, self.threads, providers)
         except Exception as exc:  # onnxruntime raises its own exception types for corrupt files
             raise InputError(f"{self.path}: not a loadable ONNX model ({str(exc).splitlines()[0][:200]})") from exc
         names = [i.name for i in session.get_inputs()]
         if sorted(names) != sorted(INPUT_NAMES):
             raise InputError(f"{self.path}: model inputs are {names}, expected {list(INPUT_NAMES)} (an rrl-edge export)")
         self._session = session
-        self._precision = onnx_precision(self.path)
+        self._precision = onnx_precision(model) if not hasattr(model, "get_inputs") else "unknown"
 
     def _close(self) -> None:
         self._session = None

@@ -84,20 +84,14 @@ def compare(labels: Scores, reference: Scores, candidate: Scores, budget: float)
 # ------------------------------------------------------------------------------------------ scoring artifacts
 
 
-def _options(path: Path, threads: Optional[int]) -> Dict[str, Any]:
-    from rrl_edge.runtime.registry import backend_for
-
-    return {"threads": threads} if threads and backend_for(path) in ("torch", "onnxruntime") else {}
-
-
 def open_all(paths: Sequence[Union[str, Path]], threads: Optional[int] = None) -> List[Runner]:
     """Open every artifact before scoring any: a missing or unusable one fails the run at once, naming it."""
-    from rrl_edge.runtime.registry import make_runner
+    from rrl_edge.runtime.registry import make_runner, runner_options
 
     runners: List[Runner] = []
     try:
         for path in paths:
-            runner = make_runner(path, **_options(Path(path), threads))
+            runner = make_runner(path, **runner_options(path, threads=threads))
             runner.open()
             runners.append(runner)
     except BaseException:
@@ -214,11 +208,11 @@ def format_markdown(report: Mapping[str, Any]) -> str:
 
 
 def plot_parity_roc(report: Mapping[str, Any], pooled: Mapping[str, np.ndarray], labels: np.ndarray, path: Union[str, Path]) -> None:
-    """All artifacts' ROC curves on the pairs pooled over the categories, in one PNG (rrl_edge.evaluate.plot_roc)."""
+    """All artifacts' ROC curves on the pairs pooled over the categories, in one PNG (rrl_edge.plots.plot_roc)."""
     try:
         from sklearn.metrics import roc_curve
 
-        from rrl_edge.evaluate import plot_roc
+        from rrl_edge.plots import plot_roc
     except ImportError as exc:
         raise InputError(f"--plot {path}: plotting needs matplotlib and scikit-learn ({exc})") from exc
     names = short_names(list(pooled))

@@ -57,18 +57,9 @@ def fpr95_table(sets: Dict[str, InputSet], scores: Dict[str, np.ndarray]) -> Opt
     return table
 
 
-def runner_options(artifact: str, backend: str, threads: Optional[int], device: int) -> Dict[str, int]:
-    """--threads for the CPU backends, --device (GPU index) for TensorRT."""
-    from rrl_edge.runtime.registry import backend_for
-
-    if backend_for(artifact, backend) == "tensorrt":
-        return {"device": device}
-    return {"threads": threads} if threads else {}
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     from rrl_edge.runtime.inputs import load_inputs
-    from rrl_edge.runtime.registry import make_runner
+    from rrl_edge.runtime.registry import make_runner, runner_options
     from rrl_edge.runtime.runner import score_pairs
 
     out = Path(args.out) if args.out else None
@@ -76,7 +67,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise InputError(f"--out {out}: expected a .npy or .csv file name")
     if out is not None and out.is_dir():
         raise InputError(f"--out {out}: is a folder, expected a file name")
-    runner = make_runner(args.engine, args.backend, **runner_options(args.engine, args.backend, args.threads, args.device))
+    runner = make_runner(args.engine, args.backend,
+                         **runner_options(args.engine, args.backend, threads=args.threads, device=args.device))
     sets = load_inputs(args.data, split=args.split, labels=args.labels, progress=not args.quiet)
     scores: Dict[str, np.ndarray] = {}
     started = time.perf_counter()
@@ -109,6 +101,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def add_command(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    from rrl_edge.runtime.registry import backend_choices
+
     p = sub.add_parser("run", help="score patch pairs with an engine, ONNX model or checkpoint (FPR95 if labelled)")
     p.add_argument("--engine", required=True, metavar="ART",
                    help="TensorRT engine (.plan/.engine), ONNX model (.onnx, FP32 or INT8) or checkpoint (.pt)")
@@ -118,7 +112,7 @@ def add_command(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> N
     p.add_argument("--split", default="test", choices=("train", "val", "test"), help="split of a folder (default test)")
     p.add_argument("--out", help="write every score here: .npy (float32, categories in order) or .csv")
     p.add_argument("--batch", type=positive_int, default=64, help="pairs per inference (split to the engine's maximum)")
-    p.add_argument("--backend", choices=("auto", "tensorrt", "onnxruntime", "torch"), default="auto",
+    p.add_argument("--backend", choices=backend_choices(), default="auto",
                    help="default: from the file (.plan -> TensorRT, .onnx -> ONNX Runtime on the CPU, .pt -> PyTorch)")
     p.add_argument("--threads", type=positive_int, help="CPU threads (ONNX Runtime, PyTorch)")
     p.add_argument("--device", type=int, default=0, help="GPU index for a TensorRT engine (default 0)")

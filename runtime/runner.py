@@ -8,13 +8,14 @@ into B match scores. numpy only: torch, onnxruntime and TensorRT load inside the
 from __future__ import annotations
 
 import abc
+import os
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, Optional, Tuple, Union
+from typing import Any, Dict, Iterable, Iterator, Optional, Tuple
 
 import numpy as np
 
 from rrl_edge.errors import InputError, RRLEdgeError
-from rrl_edge.runtime.pairs import check_pairs, split_inputs
+from rrl_edge.contracts import check_pairs, split_pair_batch
 from rrl_edge.runtime.progress import progress
 
 Batch = Tuple[np.ndarray, np.ndarray]  # float32 (B, 1, 64, 64) VIS, float32 (B, 1, 64, 64) other spectrum
@@ -25,8 +26,12 @@ class Runner(abc.ABC):
 
     backend = "?"  # "tensorrt", "onnxruntime", "torch": what `--backend` calls it
 
-    def __init__(self, path: Union[str, Path]) -> None:
-        self.path = Path(path)
+    def __init__(self, source: Any) -> None:
+        """``source``: a file, or an in-memory model the backend takes (ONNX bytes or session, torch module).
+        ``path`` names it in messages: the file, or ``<TypeName>`` for an object."""
+        self.source = source
+        self.from_file = isinstance(source, (str, os.PathLike))
+        self.path = Path(source) if self.from_file else Path(f"<in-memory {type(source).__name__}>")
         self.is_open = False
 
     @property
@@ -97,7 +102,7 @@ def score_pairs(
     if not runner.is_open:
         runner.open()
     starts = range(0, len(pairs), step)
-    batches = (split_inputs(pairs[s : s + step]) for s in progress(starts, desc or runner.backend, show_progress))
+    batches = (split_pair_batch(pairs[s : s + step]) for s in progress(starts, desc or runner.backend, show_progress))
     scores = np.empty(len(pairs), dtype=np.float32)
     for start, out in zip(starts, runner.infer_batches(batches)):
         n = min(step, len(pairs) - start)

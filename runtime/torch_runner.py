@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Optional
 
 import numpy as np
 
@@ -13,8 +12,9 @@ from rrl_edge.runtime.runner import Runner
 class TorchRunner(Runner):
     backend = "torch"
 
-    def __init__(self, path: Union[str, Path], threads: Optional[int] = None) -> None:
-        super().__init__(path)
+    def __init__(self, source: Any, threads: Optional[int] = None) -> None:
+        """``source``: a checkpoint file, or an RRLNet module in memory (scored in eval mode)."""
+        super().__init__(source)
         self.threads = threads
         self._model: Any = None
 
@@ -25,7 +25,10 @@ class TorchRunner(Runner):
 
         if self.threads:
             torch.set_num_threads(self.threads)
-        self._model, _ = load_model(self.path)  # raises CheckpointError naming the file
+        if self.from_file:
+            self._model, _ = load_model(self.path)  # raises CheckpointError naming the file
+        else:
+            self._model = self.source
         self._model.eval()
 
     def _close(self) -> None:

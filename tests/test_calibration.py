@@ -141,7 +141,8 @@ def trained_fp32(trained_checkpoint, visnir_test, tmp_path_factory):
     """
     from rrl_edge.checkpoint import load_model
     from rrl_edge.export.onnx_export import export_onnx
-    from rrl_edge.export.ort_scoring import cpu_session, score_onnx
+    from rrl_edge.runtime.onnxruntime_runner import cpu_session
+    from rrl_edge.runtime.registry import score_with
     from rrl_edge.export.parity import proof_sets
     from rrl_edge.export.simplify import simplify_onnx
 
@@ -150,7 +151,7 @@ def trained_fp32(trained_checkpoint, visnir_test, tmp_path_factory):
     model, _ = load_model(trained_checkpoint)
     simplify_onnx(export_onnx(model, out / "raw.onnx"), out / "rrl.onnx", sets["water"].patches[:256])
     session = cpu_session(out / "rrl.onnx")
-    reference = {c: score_onnx(session, ps.patches, 256) for c, ps in sets.items()}
+    reference = {c: score_with(session, ps.patches, 256) for c, ps in sets.items()}
     return out / "rrl.onnx", sets, reference
 
 
@@ -172,7 +173,8 @@ def test_default_calibration_of_the_shipped_model(trained_fp32, visnir_build, se
     from rrl_edge.calibration.quantize import TENSORRT
     from rrl_edge.data.build import load_split
     from rrl_edge.export.graph_check import check_graph
-    from rrl_edge.export.ort_scoring import cpu_session, score_onnx
+    from rrl_edge.runtime.onnxruntime_runner import cpu_session
+    from rrl_edge.runtime.registry import score_with
     from rrl_edge.export.parity import int8_parity
     from rrl_edge.export.pipeline import ExportOptions
 
@@ -184,7 +186,7 @@ def test_default_calibration_of_the_shipped_model(trained_fp32, visnir_build, se
     quantize(fp32, tmp_path / "rrl.int8.onnx", calib.pairs, TENSORRT, defaults.calib_method)
     assert check_graph(onnx.load(str(tmp_path / "rrl.int8.onnx"))) == []
     session = cpu_session(tmp_path / "rrl.int8.onnx")
-    scores = {c: score_onnx(session, ps.patches, 256) for c, ps in sets.items()}
+    scores = {c: score_with(session, ps.patches, 256) for c, ps in sets.items()}
     parity = int8_parity({c: ps.labels for c, ps in sets.items()}, reference, scores, defaults.budget)
     rms = float(np.sqrt(np.mean(np.concatenate([(_logit(scores[c]) - _logit(reference[c])) ** 2 for c in sets]))))
     deltas = {c: v["delta"] for c, v in parity["categories"].items()}

@@ -11,7 +11,7 @@ from rrl_edge.baselines.sift import sift_scores
 from rrl_edge.checkpoint import load_model
 from rrl_edge.errors import InputError
 from rrl_edge.evaluate import evaluate_sets
-from rrl_edge.inference import score_pairs
+from rrl_edge.runtime.registry import score_with
 from rrl_edge.metrics import fpr95
 
 # The goals for the shipped models (README has the measured numbers: 2.63 and 1.18). Scores are
@@ -27,7 +27,7 @@ def shipped():
 
 def test_shipped_model_beats_sift_on_every_test_category(shipped, visnir_test):
     assert sorted(visnir_test) == ["field", "forest", "indoor", "mountain", "oldbuilding", "street", "urban", "water"]
-    net = evaluate_sets(visnir_test, lambda ps: score_pairs(shipped, ps.patches))
+    net = evaluate_sets(visnir_test, lambda ps: score_with(shipped, ps.patches))
     sift = evaluate_sets(visnir_test, lambda ps: sift_scores(ps.patches))
     assert net["mean_fpr95"] < SHIPPED_MEAN_FPR95_CEILING
     assert net["mean_fpr95"] < sift["mean_fpr95"] / 2
@@ -44,7 +44,7 @@ def test_sift_baseline_separates_real_pairs_better_than_chance(visnir_test):
 
 def test_scores_do_not_depend_on_batch_size(shipped, visnir_test):
     patches = visnir_test["water"].patches[:300]
-    np.testing.assert_allclose(score_pairs(shipped, patches, 7), score_pairs(shipped, patches, 256), atol=1e-5)
+    np.testing.assert_allclose(score_with(shipped, patches, 7), score_with(shipped, patches, 256), atol=1e-5)
 
 
 def test_eval_cli_table_and_json(tmp_path, data_root, visnir_build):
@@ -77,7 +77,7 @@ def test_eval_cli_table_and_json(tmp_path, data_root, visnir_build):
 )
 def test_bad_pairs_are_refused(shipped, pairs, match):
     with pytest.raises(InputError, match=match):
-        score_pairs(shipped, pairs)
+        score_with(shipped, pairs)
 
 
 def test_eval_cli_on_an_empty_folder_names_it(tmp_path):

@@ -7,8 +7,8 @@ import onnx
 import pytest
 
 from rrl_edge.contracts import INPUT_NAMES, OPSET, OUTPUT_NAME, PATCH_SIZE
-from rrl_edge.export.ort_scoring import cpu_session, score_onnx
-from rrl_edge.inference import score_pairs
+from rrl_edge.runtime.onnxruntime_runner import cpu_session
+from rrl_edge.runtime.registry import score_with
 from rrl_edge.models.rrlnet import PATCH_SIZE as MODEL_PATCH_SIZE
 
 pytest_plugins = ("export_fixtures",)
@@ -33,9 +33,9 @@ def test_exported_interface_and_dynamic_batch(exported):
 
 def test_fp32_onnx_matches_pytorch_on_real_pairs(exported, proof_pairs):
     assert len(proof_pairs) >= 1000
-    torch_scores = score_pairs(exported["model"], proof_pairs, 256)
+    torch_scores = score_with(exported["model"], proof_pairs, 256)
     for path in (exported["raw"], exported["fp32"]):
-        onnx_scores = score_onnx(cpu_session(path), proof_pairs, 256)
+        onnx_scores = score_with(cpu_session(path), proof_pairs, 256)
         assert np.max(np.abs(onnx_scores - torch_scores)) <= 1e-4
 
 
@@ -43,8 +43,8 @@ def test_simplified_graph_is_smaller_and_scores_the_same(exported, proof_pairs):
     info = exported["simplify"]
     assert info["tool"] == "onnxsim"
     assert info["nodes_after"] <= info["nodes_before"]
-    raw = score_onnx(cpu_session(exported["raw"]), proof_pairs, 256)
-    simplified = score_onnx(cpu_session(exported["fp32"]), proof_pairs, 256)
+    raw = score_with(cpu_session(exported["raw"]), proof_pairs, 256)
+    simplified = score_with(cpu_session(exported["fp32"]), proof_pairs, 256)
     assert np.max(np.abs(raw - simplified)) <= 1e-6
     keys = [p.key for p in onnx.load(str(exported["fp32"])).metadata_props]
     assert not any(k.startswith("onnxsim.") for k in keys)
@@ -68,4 +68,4 @@ def test_onnx_scoring_rejects_bad_pairs(exported):
     from rrl_edge.errors import InputError
 
     with pytest.raises(InputError, match="shape"):
-        score_onnx(cpu_session(exported["fp32"]), np.zeros((4, 1, 64, 64), np.uint8))
+        score_with(cpu_session(exported["fp32"]), np.zeros((4, 1, 64, 64), np.uint8))

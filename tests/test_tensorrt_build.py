@@ -82,7 +82,8 @@ def _run_engine(engine_path: Path, pairs: np.ndarray) -> np.ndarray:
 
 @pytest.mark.gpu
 def test_fp32_engine_matches_onnxruntime(trt, exported, proof_pairs, tmp_path):
-    from rrl_edge.export.ort_scoring import cpu_session, score_onnx
+    from rrl_edge.runtime.onnxruntime_runner import cpu_session
+    from rrl_edge.runtime.registry import score_with
     from rrl_edge.export.tensorrt_build import build_engine
 
     cache = tmp_path / "timing.cache"
@@ -94,7 +95,7 @@ def test_fp32_engine_matches_onnxruntime(trt, exported, proof_pairs, tmp_path):
     assert manifest["tensorrt_version"] == trt.__version__ and manifest["gpu"]["compute_capability"]
     assert cache.is_file() and not manifest["timing_cache"]["reused"]
     pairs = proof_pairs[:64]
-    reference = score_onnx(cpu_session(Path(exported["fp32"])), pairs)
+    reference = score_with(cpu_session(Path(exported["fp32"])), pairs)
     assert np.max(np.abs(_run_engine(tmp_path / "rrl.plan", pairs) - reference)) <= 1e-3
     again = build_engine(request)  # the second build starts from the timing cache of the first
     assert again["timing_cache"]["reused"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from rrl_edge.inference import check_pairs
+from rrl_edge.contracts import check_pairs, to_uint8
 
 # Keypoint diameter in pixels: SIFT's 4x4 cells then span about 3/4 of the 64 px patch.
 SIFT_KEYPOINT_SIZE = 32.0
@@ -31,8 +31,7 @@ def sift_descriptors(patches: np.ndarray) -> np.ndarray:
 def sift_scores(pairs: np.ndarray) -> np.ndarray:
     """Negative descriptor distance of each (VIS, other) pair; uint8 (N, 2, 64, 64) in."""
     check_pairs(pairs, "sift baseline")
-    if pairs.dtype != np.uint8:
-        pairs = np.clip(np.rint(pairs * 255.0), 0, 255).astype(np.uint8)
+    pairs = to_uint8(pairs)
     d_vis = sift_descriptors(pairs[:, 0])
     d_other = sift_descriptors(pairs[:, 1])
     return -np.linalg.norm(d_vis - d_other, axis=1)

@@ -14,6 +14,7 @@ from typing import Iterator, Optional, Tuple
 import numpy as np
 import torch
 
+from rrl_edge.contracts import to_unit_float
 from rrl_edge.errors import DataError
 from rrl_edge.training.augment import AugmentConfig, augment_batch
 
@@ -59,7 +60,7 @@ class PairLoader:
 
     def _make(self, epoch: int, index: int, order: np.ndarray) -> Batch:
         idx = np.sort(order[index * self.batch_size : (index + 1) * self.batch_size])
-        x = torch.from_numpy(self.patches[idx]).float().div_(255.0)
+        x = torch.from_numpy(to_unit_float(self.patches[idx]))
         if self.augment is not None:
             g = torch.Generator().manual_seed(hash((self.seed, self.rank, epoch, index)) & 0x7FFFFFFF)
             x = augment_batch(x, g, self.augment)

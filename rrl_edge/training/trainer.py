@@ -28,7 +28,7 @@ from rrl_edge.atomic import save_figure, write_json
 from rrl_edge.checkpoint import load_train_model, read_checkpoint, save_checkpoint, shipped_for_layout
 from rrl_edge.data.patchfile import PatchSet
 from rrl_edge.errors import CheckpointError, DataError
-from rrl_edge.inference import score_pairs
+from rrl_edge.runtime.registry import score_with
 from rrl_edge.metrics import fpr95
 from rrl_edge.models.rrlnet import RRLNetConfig, RRLNetTrain, TrainOutputs
 from rrl_edge.training.augment import AugmentConfig
@@ -221,7 +221,7 @@ def _train(cfg: TrainConfig, train_set: PatchSet, val_set: PatchSet, data_info: 
     def evaluate_and_save(train_loss: float) -> None:
         state.minutes = (time.monotonic() - started) / 60
         if ctx.is_main:
-            scores = score_pairs(model.net, val_set.patches, batch_size=256)
+            scores = score_with(model.net, val_set.patches, batch_size=256)
             val = round(fpr95(val_set.labels, scores), 4)
             model.train()
             state.history.append({
