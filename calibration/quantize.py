@@ -83,6 +83,10 @@ TENSORRT = Flavour(
         ("AddQDQPairToWeight", True),
         ("DedicatedQDQPair", True),
         ("QDQKeepRemovableActivations", True),
+        # No Q on a Conv/Gemm output: TensorRT fuses DQ -> Conv -> LeakyReLU -> Q into one INT8 kernel;
+        # a Q between Conv and LeakyReLU costs an extra kernel and a rounding (NVIDIA/TensorRT#2134). The
+        # next quantized layer's input Q (after the activation) is the only one left.
+        ("OpTypesToExcludeOutputQuantization", ("Conv", "Gemm")),
     ),
 )
 CPU = Flavour(

@@ -17,14 +17,11 @@ def _path(value: Optional[str]) -> Optional[Path]:
 
 
 def _add_engine_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--fp16", action="store_true", help="let TensorRT use FP16 kernels (8.5-10.x)")
+    p.add_argument("--fp16", action="store_true", help="let TensorRT use FP16 kernels (TensorRT 8.5-10.x)")
     p.add_argument("--min-batch", type=int, default=1, help="smallest batch the engine accepts (default 1)")
     p.add_argument("--opt-batch", type=int, default=32, help="batch the engine is tuned for (default 32)")
     p.add_argument("--max-batch", type=int, default=256, help="largest batch the engine accepts (default 256)")
     p.add_argument("--workspace", type=int, default=1024, metavar="MB", help="TensorRT workspace limit (default 1024)")
-    p.add_argument("--int8-mode", choices=("auto", "explicit", "implicit"), default="auto",
-                   help="INT8 from the Q/DQ scales (explicit) or by TensorRT's own calibration (implicit); "
-                        "auto: implicit on TensorRT 8.5 (JetPack 5), explicit from 8.6 on")
     p.add_argument("--timing-cache", help="TensorRT timing cache file, reused between builds "
                                           "(default: ~/.cache/rrl-edge/tensorrt/, one per TensorRT version and GPU)")
 
@@ -43,7 +40,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         out_dir=Path(args.out_dir), checkpoint=_path(args.checkpoint), int8=args.int8, fp16=args.fp16,
         calib_data=_path(args.calib_data), calib_samples=args.calib_samples, calib_method=args.calib_method,
         eval_data=_path(args.eval_data), proof_pairs=args.proof_pairs, budget=args.budget, seed=args.seed,
-        profile=_profile(args), workspace_mb=args.workspace, engine=args.engine, int8_mode=args.int8_mode,
+        profile=_profile(args), workspace_mb=args.workspace, engine=args.engine,
         timing_cache=_path(args.timing_cache), progress=not args.quiet,
     ))
     return 0
@@ -54,10 +51,10 @@ def cmd_build(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     request = EngineRequest(Path(args.onnx), Path(args.engine), _profile(args), args.workspace, args.fp16,
-                            args.int8_mode, _path(args.timing_cache))
+                            _path(args.timing_cache))
     manifest = build_engine(request)
-    print(f"engine {request.engine} ({manifest['precision']}, TensorRT {manifest['tensorrt_version']} on "
-          f"{manifest['gpu']['name']}); manifest {manifest_path(request.engine)}")
+    print(f"engine {request.engine} ({manifest.precision}, TensorRT {manifest.tensorrt_version} on "
+          f"{manifest.gpu_name}); manifest {manifest_path(request.engine)}")
     return 0
 
 

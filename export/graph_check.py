@@ -8,7 +8,14 @@ Two parts:
 - the Q/DQ rules of TensorRT's explicit quantization: int8 only, symmetric (every zero point an int8
   zero), scales positive and finite, activations per-tensor, weights per-channel on axis 0 and given in
   FP32 behind a QuantizeLinear (TensorRT 8.x reads no pre-quantized weights), and the score itself left
-  float (its Sigmoid does not read a DequantizeLinear).
+  float (its Sigmoid does not read a DequantizeLinear);
+- the fusion rules of TensorRT's Q/DQ placement (Developer Guide, "Q/DQ Layer-Placement Recommendations";
+  NVIDIA/TensorRT#2134, #4366), ``check_fusion``: a quantized Conv/Gemm reads DQ(input) and DQ(weight), and
+  its output is not quantized before its activation (DQ -> Conv -> LeakyReLU -> Q fuses Conv + activation
+  into one INT8 kernel; Conv -> Q -> DQ -> LeakyReLU costs an extra kernel and a rounding); a Concat's inputs
+  share one scale or all stay float (mixed or unequal scales make TensorRT requantize each input); a MaxPool
+  reading a DQ is followed by a Q of the same scale (else TensorRT runs it in float between two reformats).
+  Each break is named with its node.
 """
 
 from __future__ import annotations
@@ -51,7 +58,7 @@ def check_graph(proto: "onnx.ModelProto") -> List[str]:
     """Every reason TensorRT 8.5-10.x would refuse ``proto`` or break its Q/DQ rules; empty when none."""
     problems = _check_opset_and_ops(proto)
     if has_qdq(proto):
-        problems += _check_qdq(proto)
+        problems += _check_qdq(proto) + check_fusion(proto)
     return problems
 
 
@@ -143,3 +150,64 @@ def _weight_dims(
         if feeder.input[0] in inits:
             return list(inits[feeder.input[0]].dims) or [1]
     return None
+
+
+ACTIVATIONS = ("LeakyRelu", "Relu", "Sigmoid", "Tanh", "Clip", "Elu", "HardSigmoid", "Softplus", "PRelu")
+
+
+def check_fusion(proto: "onnx.ModelProto") -> List[str]:
+    """Every place where TensorRT would not fuse the Q/DQ graph the way its explicit-quantization rules ask."""
+    from onnx import numpy_helper
+
+    inits = {t.name: t for t in proto.graph.initializer}
+    producers = {out: node for node in proto.graph.node for out in node.output}
+    consumers: Dict[str, List["onnx.NodeProto"]] = {}
+    for node in proto.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+
+    def dq(tensor: str) -> Optional["onnx.NodeProto"]:
+        node = producers.get(tensor)
+        return node if node is not None and node.op_type == "DequantizeLinear" else None
+
+    def scale_of(node: "onnx.NodeProto") -> Optional[np.ndarray]:
+        return numpy_helper.to_array(inits[node.input[1]]) if node.input[1] in inits else None
+
+    problems: List[str] = []
+    for node in proto.graph.node:
+        where = f"{node.op_type} {node.name}"
+        if node.op_type in ("Conv", "Gemm"):
+            data, weight = dq(node.input[0]), dq(node.input[1]) if len(node.input) > 1 else None
+            if (data is None) != (weight is None):
+                which = "input" if data is not None else "weight"
+                problems.append(f"{where}: only its {which} is quantized; an INT8 {node.op_type} reads DQ(input) "
+                                "and DQ(weight), so TensorRT runs it in float between reformats")
+            for q in consumers.get(node.output[0], []):
+                if q.op_type != "QuantizeLinear":
+                    continue
+                after = [c.op_type for d in consumers.get(q.output[0], []) for c in consumers.get(d.output[0], [])]
+                if any(op in ACTIVATIONS for op in after):
+                    problems.append(f"{where}: its output is quantized ({q.name}) before its activation "
+                                    f"({', '.join(sorted(set(after)))}); TensorRT fuses DQ -> {node.op_type} -> "
+                                    "activation -> Q, so this costs an extra kernel and a rounding")
+        elif node.op_type == "Concat":
+            readers = [dq(name) for name in node.input]
+            quantized = [r for r in readers if r is not None]
+            if quantized and len(quantized) != len(readers):
+                problems.append(f"{where}: {len(quantized)} of its {len(readers)} inputs are dequantized, the rest "
+                                "float; Concat inputs share one scale or all stay float")
+            elif quantized:
+                scales = [scale_of(r) for r in quantized]
+                if any(s is None or s.shape != scales[0].shape or not np.allclose(s, scales[0])  # type: ignore[union-attr]
+                       for s in scales):
+                    problems.append(f"{where}: its inputs are quantized with different scales; TensorRT requantizes "
+                                    "each one (Concat inputs share one scale or stay float)")
+        elif node.op_type == "MaxPool" and dq(node.input[0]) is not None:
+            source = dq(node.input[0])
+            after = [c for c in consumers.get(node.output[0], []) if c.op_type == "QuantizeLinear"]
+            if not after or source is None or any(
+                    c.input[1] not in inits or source.input[1] not in inits
+                    or not np.allclose(scale_of(c), scale_of(source)) for c in after):  # type: ignore[arg-type]
+                problems.append(f"{where}: reads a DequantizeLinear but is not followed by a Q of the same scale; "
+                                "TensorRT runs it in float between reformats")
+    return problems

@@ -62,7 +62,6 @@ class ExportOptions:
     profile: BatchProfile = field(default_factory=BatchProfile)
     workspace_mb: int = 1024
     engine: str = DEFAULT_ENGINE
-    int8_mode: str = "auto"
     timing_cache: Optional[Path] = None
     progress: bool = True
 
@@ -285,6 +284,6 @@ def _engine(opts: ExportOptions) -> None:
              f"`rrl-edge build --onnx {onnx_path} --engine {opts.engine}`")
         return
     request = EngineRequest(onnx_path, opts.out_dir / opts.engine, opts.profile, opts.workspace_mb, opts.fp16,
-                            opts.int8_mode, opts.timing_cache)
+                            opts.timing_cache)
     manifest = build_engine(request)
-    _say(f"engine {request.engine} ({manifest['precision']}, {status}) and {request.engine.name}.json")
+    _say(f"engine {request.engine} ({manifest.precision}, {status}) and {request.engine.name}.json")

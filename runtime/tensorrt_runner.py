@@ -1,14 +1,16 @@
 """TensorRT runner: a serialized engine (``rrl.plan``) on a Jetson or a desktop GPU, with numpy, tensorrt, pycuda.
 
-No torch: this is the runner of the device. It works with TensorRT 8.5 / 8.6 (JetPack 5: binding indices,
-``execute_async_v2``) and 10.x (JetPack 6, desktops: named tensors, ``execute_async_v3``), and keeps to
-Python 3.8 syntax (JetPack 5 ships Python 3.8).
+No torch: this is the runner of the device. One code path for TensorRT 8.5, 8.6 (JetPack 5) and 10.x
+(JetPack 6, desktops): named tensors and ``execute_async_v3``, which 8.5 introduced. TensorRT 11 is refused
+in one line (it drops JetPack and the weakly typed builds this project's FP16 engines use; see
+``SUPPORTED``). Python 3.8 syntax (JetPack 5 ships Python 3.8).
 
-Before TensorRT sees the engine, its manifest (``rrl.plan.json``, written by ``rrl-edge build``) is checked:
-the file's size and sha256, the input/output names and shapes, then the TensorRT version and the GPU's
-compute capability (rrl_edge.runtime.engine_manifest). TensorRT itself refuses what is left (a file that
-is not an engine). Inference uses page-locked host buffers and one CUDA stream; two buffer sets let batch
-k+1 be copied in and computed while the host waits for batch k's scores and prepares batch k+2.
+Before TensorRT sees the engine, its manifest (``rrl.plan.json``, rrl_edge.manifest) is checked: the file's
+size on disk (before a byte is read), then its sha256, the input/output names and shapes, the TensorRT
+version and the GPU's compute capability. TensorRT itself refuses what is left. Inference uses page-locked
+host buffers and one CUDA stream; two buffer sets let chunk k+1 be copied in and computed while the host
+waits for chunk k's scores. Waits are on events made with BLOCKING_SYNC, so a Jetson core sleeps instead of
+spinning while the GPU works. A chunk smaller than the profile's minimum is padded up to it.
 """
 
 from __future__ import annotations
@@ -23,8 +25,7 @@ import numpy as np
 
 from rrl_edge.errors import InputError, RRLEdgeError
 from rrl_edge.contracts import INPUT_NAMES, OUTPUT_NAME, PATCH_SIZE
-from rrl_edge.runtime import engine_manifest
-from rrl_edge.runtime.engine_manifest import Environment
+from rrl_edge.manifest import EngineManifest, Environment, engine_name_for, rebuild_hint, version_triple
 from rrl_edge.runtime.runner import Batch, Runner
 
 if TYPE_CHECKING:
@@ -35,7 +36,8 @@ log = logging.getLogger(__name__)
 INSTALL_HINT = ("the TensorRT runner needs tensorrt and pycuda (JetPack ships them: apt install python3-libnvinfer; "
                 "on a desktop: pip install tensorrt pycuda, or pip install 'rrl-edge[tensorrt]')")
 SAMPLE_SHAPE = (1, PATCH_SIZE, PATCH_SIZE)
-Chunk = Tuple[int, bool, np.ndarray, np.ndarray]  # (batch number, last chunk of that batch?, vis, other)
+Chunk = Tuple[bool, int, np.ndarray, np.ndarray]  # (last chunk of its batch?, pairs kept, vis, other)
+SUPPORTED = ((8, 5), (11, 0))  # TensorRT versions the runner and the builder accept: [8.5, 11)
 
 
 def require_tensorrt() -> str:
@@ -50,16 +52,54 @@ def require_tensorrt() -> str:
         import pycuda.driver  # noqa: F401
     except ImportError as exc:
         raise InputError(f"pycuda is not installed: {INSTALL_HINT}") from exc
-    return str(trt.__version__)
+    version = str(trt.__version__)
+    check_tensorrt_version(version)
+    return version
 
 
-def _major(version: str) -> int:
-    return engine_manifest.version_triple(version)[0]
+def check_tensorrt_version(version: str) -> None:
+    """Refuse TensorRT outside [8.5, 11) in one line."""
+    triple = version_triple(version)[:2]
+    if not SUPPORTED[0] <= triple < SUPPORTED[1]:
+        raise InputError(f"TensorRT {version} is not supported: rrl-edge runs TensorRT 8.5 to 10.x (TensorRT 11 "
+                         "removed the weakly typed FP16 builds and does not support JetPack); "
+                         "pip install 'tensorrt>=8.5,<11'")
+
+
+# TensorRT DataType -> numpy, by the enum member's name. Not trt.nptype: TensorRT 8.5's table maps BOOL to
+# np.bool, which numpy 1.24 (JetPack 5's pip numpy) removed, so opening any engine failed there
+# (NVIDIA/TensorRT#2557, #2701). UINT8 exists from 8.6, INT64 from 10.0; names absent on a version are unused.
+NUMPY_DTYPES: Dict[str, Any] = {
+    "FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "INT32": np.int32, "BOOL": np.bool_,
+    "UINT8": np.uint8, "INT64": np.int64,
+}
+
+
+def numpy_dtype(trt_dtype: Any) -> np.dtype:
+    """numpy dtype of a ``tensorrt.DataType`` (pybind11 enums carry ``.name``: "FLOAT", "HALF", ...)."""
+    name = str(getattr(trt_dtype, "name", trt_dtype)).split(".")[-1].upper()
+    if name not in NUMPY_DTYPES:
+        raise RRLEdgeError(f"TensorRT data type {name} has no numpy equivalent the runner handles")
+    return np.dtype(NUMPY_DTYPES[name])
+
+
+def plan_chunks(n: int, min_batch: int, max_batch: int) -> List[Tuple[int, int, int]]:
+    """How a batch of ``n`` pairs runs on a profile [min_batch, max_batch]: (start, stop, size) per chunk,
+    ``size`` >= min_batch always. A chunk shorter than the minimum is padded up to it (TensorRT refuses a
+    shape below the profile) and the padding's scores are dropped."""
+    if not 1 <= min_batch <= max_batch:
+        raise RRLEdgeError(f"batch profile min {min_batch} / max {max_batch} is not 1 <= min <= max")
+    chunks = []
+    for start in range(0, n, max_batch):
+        stop = min(start + max_batch, n)
+        chunks.append((start, stop, max(stop - start, min_batch)))
+    return chunks
 
 
 class _NamedTensors:
-    """TensorRT 10.x I/O: tensors by name (num_io_tensors, get_tensor_name, get_tensor_mode, set_input_shape,
-    set_tensor_address, execute_async_v3 -- all present since 8.5, the only API from 10.0 on)."""
+    """Engine I/O by tensor name (num_io_tensors, get_tensor_name, get_tensor_mode, get_tensor_profile_shape,
+    set_input_shape, set_tensor_address, execute_async_v3): present from TensorRT 8.5 on and the only API from
+    10.0, so one path serves 8.5, 8.6 and 10.x (the binding-index calls are deprecated in 8.5, gone in 10)."""
 
     def __init__(self, engine: "trt.ICudaEngine", context: "trt.IExecutionContext") -> None:
         import tensorrt as trt
@@ -73,12 +113,12 @@ class _NamedTensors:
         return tuple(dims[i] for i in range(len(dims)))  # Dims indexes like a tuple
 
     def dtype(self, name: str) -> np.dtype:
-        import tensorrt as trt
+        return numpy_dtype(self.engine.get_tensor_dtype(name))
 
-        return np.dtype(trt.nptype(self.engine.get_tensor_dtype(name)))
-
-    def max_batch(self) -> int:
-        return int(self.engine.get_tensor_profile_shape(INPUT_NAMES[0], 0)[2][0])  # (min, opt, max) of profile 0
+    def batch_range(self) -> Tuple[int, int]:
+        """(min, max) batch of optimization profile 0."""
+        low, _, high = self.engine.get_tensor_profile_shape(INPUT_NAMES[0], 0)
+        return int(low[0]), int(high[0])
 
     def enqueue(self, batch: int, addresses: Dict[str, int], stream_handle: int) -> bool:
         for name in self.inputs:
@@ -87,37 +127,6 @@ class _NamedTensors:
         for name, address in addresses.items():
             self.context.set_tensor_address(name, address)
         return bool(self.context.execute_async_v3(stream_handle))
-
-
-class _Bindings:
-    """TensorRT 8.5 / 8.6 I/O (JetPack 5): binding indices (num_bindings, get_binding_name, binding_is_input,
-    get_profile_shape, set_binding_shape, execute_async_v2). These calls were removed in TensorRT 10, so the
-    10.x stubs mypy checks against do not know them: engine and context are untyped here."""
-
-    def __init__(self, engine: Any, context: Any) -> None:
-        self.engine, self.context = engine, context
-        self.names = [str(engine.get_binding_name(i)) for i in range(engine.num_bindings)]
-        self.inputs = [n for i, n in enumerate(self.names) if engine.binding_is_input(i)]
-        self.addresses = [0] * len(self.names)  # execute_async_v2 takes one device pointer per binding index
-
-    def shape(self, name: str) -> Tuple[int, ...]:
-        return tuple(self.engine.get_binding_shape(self.names.index(name)))
-
-    def dtype(self, name: str) -> np.dtype:
-        import tensorrt as trt
-
-        return np.dtype(trt.nptype(self.engine.get_binding_dtype(self.names.index(name))))
-
-    def max_batch(self) -> int:
-        return int(self.engine.get_profile_shape(0, INPUT_NAMES[0])[2][0])  # (profile index, binding) -> min/opt/max
-
-    def enqueue(self, batch: int, addresses: Dict[str, int], stream_handle: int) -> bool:
-        for name in self.inputs:
-            if not self.context.set_binding_shape(self.names.index(name), (batch,) + SAMPLE_SHAPE):
-                return False
-        for name, address in addresses.items():
-            self.addresses[self.names.index(name)] = address
-        return bool(self.context.execute_async_v2(bindings=self.addresses, stream_handle=stream_handle))
 
 
 class _Slot:
@@ -129,7 +138,7 @@ class _Slot:
         }
         self.host[OUTPUT_NAME] = cuda.pagelocked_empty((max_batch, out_size), out_dtype)
         self.device: Dict[str, Any] = {name: cuda.mem_alloc(array.nbytes) for name, array in self.host.items()}
-        self.event = cuda.Event()
+        self.event = blocking_event(cuda)
 
     def free(self) -> None:
         for allocation in self.device.values():
@@ -139,6 +148,12 @@ class _Slot:
             if free is not None:
                 free()
         self.device, self.host = {}, {}
+
+
+def blocking_event(cuda: Any) -> Any:
+    """A CUDA event whose synchronize() sleeps the host thread (BLOCKING_SYNC) instead of spinning a core on
+    it; DISABLE_TIMING because it only orders work (CUDA: such events are the cheapest to record and query)."""
+    return cuda.Event(cuda.event_flags.BLOCKING_SYNC | cuda.event_flags.DISABLE_TIMING)
 
 
 def _capturing_logger(errors: List[str]) -> "trt.ILogger":
@@ -168,32 +183,32 @@ class TensorRTRunner(Runner):
         super().__init__(path)
         self.device = int(device)
         self.check_manifest = check_manifest
-        self.manifest: Optional[Dict[str, Any]] = None
+        self.manifest: Optional[EngineManifest] = None
         self.environment: Optional[Environment] = None
-        self._max_batch: Optional[int] = None
+        self._batch_range: Optional[Tuple[int, int]] = None  # the engine's profile (min, max), once open
         self._cuda_context: Any = None
         self._errors: List[str] = []
         self._trt: Dict[str, Any] = {}  # logger, runtime, engine, context: kept alive together, freed in order
-        self._io: Any = None  # _NamedTensors or _Bindings
+        self._io: Optional[_NamedTensors] = None
         self._stream: Any = None
         self._slots: List[_Slot] = []
 
     @property
     def precision(self) -> str:
-        return str(self.manifest.get("precision", "?")) if self.manifest else "?"
+        return self.manifest.precision if self.manifest else "?"
 
     @property
     def max_batch(self) -> Optional[int]:
         """The profile maximum: the engine's own once open, before that the manifest's (so callers that size
         batches before opening, like score_pairs, already cut them right; larger batches are split anyway)."""
-        if self._max_batch is not None:
-            return self._max_batch
+        if self._batch_range is not None:
+            return self._batch_range[1]
         if self.manifest is None:
             try:
-                return engine_manifest.profile_max_batch(engine_manifest.read_manifest(self.path))
+                return EngineManifest.read(self.path).batch_max
             except InputError:
                 return None  # open() says what is wrong with the manifest
-        return engine_manifest.profile_max_batch(self.manifest)
+        return self.manifest.batch_max
 
     def describe(self) -> Dict[str, str]:
         info = super().describe()
@@ -204,26 +219,34 @@ class TensorRTRunner(Runner):
 
     # ---- open: every check that needs no TensorRT first, then TensorRT's own ----
 
-    def _read_engine(self) -> bytes:
+    def _read_engine(self, manifest: Optional[EngineManifest]) -> bytes:
+        """The engine's bytes, read only after its manifest vouched for its size (check_size uses stat)."""
+        if manifest is not None:
+            manifest.check_size(self.path)
         try:
             data = self.path.read_bytes()
         except OSError as exc:
             raise InputError(f"{self.path}: cannot read the engine ({exc.strerror})") from exc
         if not data:
-            raise InputError(f"{self.path}: the engine file is empty; {engine_manifest.rebuild_hint(self.path, self.manifest)}")
+            raise InputError(f"{self.path}: the engine file is empty; {rebuild_hint(self.path, manifest)}")
+        if manifest is not None:
+            manifest.check_bytes(self.path, data)
         return data
 
     def _open(self) -> None:
-        data = self._read_engine()
+        if not self.from_file:
+            raise InputError(f"{self.path}: the TensorRT runner takes an engine file (rrl.plan)")
+        if self.path.suffix in (".onnx", ".pt", ".pth"):
+            raise InputError(f"{self.path}: a model, not a TensorRT engine; {rebuild_hint(self.path)}")
         manifest = None
         if self.check_manifest:
-            manifest = engine_manifest.read_manifest(self.path)
-            engine_manifest.check_engine_bytes(self.path, data, manifest)
-            engine_manifest.check_interface(self.path, manifest)
+            manifest = EngineManifest.read(self.path)
+            manifest.check_interface(self.path)
+        data = self._read_engine(manifest)
         version = require_tensorrt()
         env = self._select_device(version)
         if manifest is not None:
-            for warning in engine_manifest.check_environment(self.path, manifest, env):
+            for warning in manifest.check_environment(self.path, env):
                 log.warning(warning)
         self.manifest, self.environment = manifest, env
         import pycuda.driver as cuda
@@ -288,31 +311,32 @@ class TensorRTRunner(Runner):
             said = f": {self._errors[-1]}" if self._errors else ""
             raise InputError(f"{self.path}: TensorRT {version} cannot load it: not a TensorRT engine, or built by "
                              f"another TensorRT version or for another GPU (TensorRT says{said or ' nothing'}); "
-                             f"{engine_manifest.rebuild_hint(self.path, self.manifest)}")
+                             f"{rebuild_hint(self.path, self.manifest)}")
         self._trt["engine"] = engine
         context = engine.create_execution_context()
         if context is None:
             raise InputError(f"{self.path}: TensorRT could not create an execution context (out of GPU memory?)")
         self._trt["context"] = context
-        self._io = _NamedTensors(engine, context) if _major(version) >= 10 else _Bindings(engine, context)
+        self._io = _NamedTensors(engine, context)
         out_dtype, out_size = self._check_io()
-        self._max_batch = self._io.max_batch()
+        self._batch_range = self._io.batch_range()
         self._stream = cuda.Stream()
-        self._slots = [_Slot(cuda, self._max_batch, out_dtype, out_size) for _ in range(2)]
+        self._slots = [_Slot(cuda, self._batch_range[1], out_dtype, out_size) for _ in range(2)]
 
     def _check_io(self) -> Tuple[np.dtype, int]:
         """The engine's own tensors match the runner (also when the manifest is not checked)."""
         io = self._io
+        assert io is not None
         expected = sorted(INPUT_NAMES + (OUTPUT_NAME,))
         if sorted(io.names) != expected or sorted(io.inputs) != sorted(INPUT_NAMES):
             raise InputError(f"{self.path}: the engine's tensors are {io.names} (inputs {io.inputs}), the runner "
                              f"expects inputs {list(INPUT_NAMES)} and output {OUTPUT_NAME!r}; "
-                             f"{engine_manifest.rebuild_hint(self.path, self.manifest)}")
+                             f"{rebuild_hint(self.path, self.manifest)}")
         for name in INPUT_NAMES:
             shape, dtype = io.shape(name), io.dtype(name)
             if shape != (-1,) + SAMPLE_SHAPE or dtype != np.float32:
                 raise InputError(f"{self.path}: input {name!r} is {dtype} {shape}, the runner feeds float32 "
-                                 f"{(-1,) + SAMPLE_SHAPE}; {engine_manifest.rebuild_hint(self.path, self.manifest)}")
+                                 f"{(-1,) + SAMPLE_SHAPE}; {rebuild_hint(self.path, self.manifest)}")
         out_shape = io.shape(OUTPUT_NAME)
         out_size = int(np.prod(out_shape[1:])) if len(out_shape) > 1 else 1
         if out_size != 1:
@@ -337,8 +361,10 @@ class TensorRTRunner(Runner):
                 parts = []
 
     def _chunks(self, batches: Iterable[Batch]) -> Iterator[Chunk]:
-        """Each batch checked, then cut into pieces of at most max_batch pairs (the last may be shorter)."""
-        step = self._max_batch or 1
+        """Each batch checked, then cut into chunks the profile accepts (plan_chunks): at most its maximum,
+        and a short last chunk padded up to its minimum by repeating the last pair (scores dropped)."""
+        assert self._batch_range is not None
+        low, high = self._batch_range
         for number, (vis, other) in enumerate(batches):
             for name, array in ((INPUT_NAMES[0], vis), (INPUT_NAMES[1], other)):
                 if (not isinstance(array, np.ndarray) or array.ndim != 4 or array.shape[1:] != SAMPLE_SHAPE
@@ -347,8 +373,14 @@ class TensorRTRunner(Runner):
                     raise InputError(f"{self.path}: input {name!r} must be float (B, 1, {PATCH_SIZE}, {PATCH_SIZE}), got {got}")
             if len(vis) != len(other) or len(vis) == 0:
                 raise InputError(f"{self.path}: batch {number} has {len(vis)} VIS and {len(other)} other-spectrum patches")
-            for start in range(0, len(vis), step):
-                yield number, start + step >= len(vis), vis[start : start + step], other[start : start + step]
+            chunks = plan_chunks(len(vis), low, high)
+            for k, (start, stop, size) in enumerate(chunks):
+                v, o = vis[start:stop], other[start:stop]
+                if size > stop - start:
+                    pad = size - (stop - start)
+                    v = np.concatenate([v, np.repeat(v[-1:], pad, axis=0)])
+                    o = np.concatenate([o, np.repeat(o[-1:], pad, axis=0)])
+                yield k == len(chunks) - 1, stop - start, v, o
 
     def _pipeline(self, chunks: Iterator[Chunk]) -> Iterator[Tuple[bool, np.ndarray]]:
         """Double buffering on one stream: chunk k+1 is enqueued (copy in, compute, copy out) before the host
@@ -356,11 +388,11 @@ class TensorRTRunner(Runner):
         buffer set chunk k has just released."""
         pending: Deque[Tuple[_Slot, int, bool]] = deque()
         try:
-            for k, (_, last, vis, other) in enumerate(chunks):
+            for k, (last, kept, vis, other) in enumerate(chunks):
                 slot = self._slots[k % 2]
                 with self._active():
                     self._enqueue(slot, vis, other)
-                    pending.append((slot, len(vis), last))
+                    pending.append((slot, kept, last))
                     ready = self._collect(*pending.popleft()) if len(pending) == 2 else None
                 if ready is not None:
                     yield ready
@@ -371,11 +403,12 @@ class TensorRTRunner(Runner):
         finally:
             if pending and self._stream is not None and self._cuda_context is not None:  # abandoned mid-way
                 with self._active():
-                    self._stream.synchronize()
+                    self._wait_stream()
 
     def _enqueue(self, slot: _Slot, vis: np.ndarray, other: np.ndarray) -> None:
         import pycuda.driver as cuda
 
+        assert self._io is not None
         n = len(vis)
         for name, array in ((INPUT_NAMES[0], vis), (INPUT_NAMES[1], other)):
             staged = slot.host[name][:n]
@@ -389,8 +422,17 @@ class TensorRTRunner(Runner):
         slot.event.record(self._stream)
 
     def _collect(self, slot: _Slot, n: int, last: bool) -> Tuple[bool, np.ndarray]:
-        slot.event.synchronize()
-        return last, slot.host[OUTPUT_NAME][:n, 0].astype(np.float32)  # a copy: the buffer is reused
+        slot.event.synchronize()  # BLOCKING_SYNC: the thread sleeps until the copy back is done
+        return last, slot.host[OUTPUT_NAME][:n, 0].astype(np.float32)  # a copy; padded pairs' scores dropped
+
+    def _wait_stream(self) -> None:
+        """Wait for everything queued on the stream, sleeping on a blocking event (not stream.synchronize(),
+        which spins unless the context was made with blocking sync)."""
+        import pycuda.driver as cuda
+
+        done = blocking_event(cuda)
+        done.record(self._stream)
+        done.synchronize()
 
     # ---- close ----
 
@@ -405,7 +447,7 @@ class TensorRTRunner(Runner):
         try:
             with self._active():
                 if self._stream is not None:
-                    self._stream.synchronize()
+                    self._wait_stream()
                 for slot in self._slots:
                     slot.free()
                 self._slots, self._io, self._stream = [], None, None
@@ -414,4 +456,4 @@ class TensorRTRunner(Runner):
         finally:
             self._cuda_context.detach()
             self._cuda_context = None
-            self._max_batch = None
+            self._batch_range = None

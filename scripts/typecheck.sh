@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 if [ -z "${PYTHON:-}" ]; then
-    if [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
+    if [ -x .venv/bin/python ]; then PYTHON=$root/.venv/bin/python; else PYTHON=python3; fi
 fi
 tree=$(mktemp -d)
 trap 'rm -rf "$tree"' EXIT
@@ -42,5 +42,5 @@ cd "$tree"
 MYPYPATH=$tree "$PYTHON" -m mypy --config-file "$root/scripts/mypy.ini" --cache-dir "$tree/.mypy_cache" \
     rrl_edge/export/tensorrt_build.py rrl_edge/export/gpu.py \
     rrl_edge/calibration/sampling.py rrl_edge/calibration/quantize.py \
-    rrl_edge/runtime/tensorrt_runner.py rrl_edge/runtime/engine_manifest.py "$@"
+    rrl_edge/runtime/tensorrt_runner.py rrl_edge/manifest.py "$@"
 echo "mypy: the TensorRT build code, the TensorRT runner and the calibration package type-check against tensorrt-stubs"

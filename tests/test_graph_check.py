@@ -135,3 +135,103 @@ def test_catches_quantized_score_int32_bias_and_new_opset(qdq_model):
     assert any("score head must stay float" in p for p in problems)
     assert any("bias_dq" in p and "INT32" in p for p in problems)
     assert any("opset 19" in p for p in problems)
+
+
+# ---- the fusion rules (check_fusion): a small graph that breaks each one, and one that keeps them ----
+
+def _q(name, src, scale=0.1):
+    return [helper.make_node("QuantizeLinear", [src, f"{name}_s", f"{name}_z"], [f"{name}_q"], name=f"{name}_Q"),
+            helper.make_node("DequantizeLinear", [f"{name}_q", f"{name}_s", f"{name}_z"], [f"{name}_dq"], name=f"{name}_DQ")], [
+        numpy_helper.from_array(np.array(scale, np.float32), f"{name}_s"),
+        numpy_helper.from_array(np.array(0, np.int8), f"{name}_z")]
+
+
+def _graph(nodes, inits):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    return helper.make_model(helper.make_graph(nodes, "g", [x], [y], inits), opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _conv_graph(q_on_output: bool, quantize_weight: bool = True):
+    nodes, inits = _q("a", "x")
+    w = numpy_helper.from_array(np.ones((4, 4, 3, 3), np.float32), "w")
+    inits.append(w)
+    weight = "w"
+    if quantize_weight:
+        wn, wi = _q("w", "w")
+        nodes += wn
+        inits += wi
+        weight = "w_dq"
+    nodes.append(helper.make_node("Conv", ["a_dq", weight], ["c"], name="conv", pads=[1, 1, 1, 1]))
+    act_in = "c"
+    if q_on_output:
+        on, oi = _q("o", "c")
+        nodes += on
+        inits += oi
+        act_in = "o_dq"
+    nodes.append(helper.make_node("LeakyRelu", [act_in], ["y"], name="act", alpha=0.1))
+    return _graph(nodes, inits)
+
+
+def test_fusion_check_accepts_dq_conv_activation():
+    from rrl_edge.export.graph_check import check_fusion
+
+    assert check_fusion(_conv_graph(q_on_output=False)) == []
+
+
+def test_fusion_check_names_a_q_between_conv_and_activation():
+    from rrl_edge.export.graph_check import check_fusion
+
+    problems = check_fusion(_conv_graph(q_on_output=True))
+    assert len(problems) == 1 and "Conv conv" in problems[0] and "before its activation" in problems[0]
+
+
+def test_fusion_check_names_a_conv_with_a_float_weight():
+    from rrl_edge.export.graph_check import check_fusion
+
+    problems = check_fusion(_conv_graph(q_on_output=False, quantize_weight=False))
+    assert len(problems) == 1 and "Conv conv" in problems[0] and "only its input is quantized" in problems[0]
+
+
+@pytest.mark.parametrize("scales,mixed,expected", [((0.1, 0.1), False, None), ((0.1, 0.2), False, "different scales"),
+                                                   ((0.1, 0.1), True, "1 of its 2 inputs")])
+def test_fusion_check_concat_inputs_share_one_scale_or_stay_float(scales, mixed, expected):
+    from rrl_edge.export.graph_check import check_fusion
+
+    na, ia = _q("a", "x", scales[0])
+    nb, ib = _q("b", "x", scales[1])
+    second = "x" if mixed else "b_dq"
+    nodes = na + nb + [helper.make_node("Concat", ["a_dq", second], ["y"], name="cat", axis=1)]
+    problems = check_fusion(_graph(nodes, ia + ib))
+    if expected is None:
+        assert problems == []
+    else:
+        assert len(problems) == 1 and "Concat cat" in problems[0] and expected in problems[0]
+
+
+def test_fusion_check_names_a_maxpool_left_between_reformats():
+    from rrl_edge.export.graph_check import check_fusion
+
+    na, ia = _q("a", "x")
+    nodes = na + [helper.make_node("MaxPool", ["a_dq"], ["y"], name="pool", kernel_shape=[2, 2], strides=[2, 2])]
+    problems = check_fusion(_graph(nodes, ia))
+    assert len(problems) == 1 and "MaxPool pool" in problems[0]
+    nodes2 = na + [helper.make_node("MaxPool", ["a_dq"], ["p"], name="pool", kernel_shape=[2, 2], strides=[2, 2])]
+    nodes2 += [n for n in _q("b", "p")[0]] + [helper.make_node("Identity", ["b_dq"], ["y"], name="id")]
+    assert check_fusion(_graph(nodes2, ia + _q("b", "p")[1])) == []
+
+
+def test_the_exported_qdq_graph_keeps_every_fusion_rule(qdq_model):
+    """The TensorRT-flavour model of calibration/quantize.py: no Q on a Conv output (16 of 48 Q nodes were
+    there before), every quantized Conv reads DQ(input) and DQ(weight)."""
+    from rrl_edge.export.graph_check import check_fusion
+
+    proto = _load(Path(qdq_model))
+    assert check_fusion(proto) == []
+    producers = {o: n for n in proto.graph.node for o in n.output}
+    qs = [n for n in proto.graph.node if n.op_type == "QuantizeLinear"]
+    assert qs and not [q for q in qs if producers.get(q.input[0]) is not None
+                       and producers[q.input[0]].op_type in ("Conv", "Gemm")]
+    convs = [n for n in proto.graph.node if n.op_type == "Conv" and producers.get(n.input[0]) is not None
+             and producers[n.input[0]].op_type == "DequantizeLinear"]
+    assert len(convs) >= 8  # the 3x3 convolutions that run INT8

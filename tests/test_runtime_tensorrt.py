@@ -22,9 +22,9 @@ import pytest
 
 from rrl_edge.errors import InputError
 from rrl_edge.export.gpu import GpuInfo
-from rrl_edge.export.tensorrt_build import BatchProfile, EngineRequest, _manifest, _plan, tensorrt_status
-from rrl_edge.runtime import engine_manifest
-from rrl_edge.runtime.engine_manifest import Environment, check_environment, manifest_path
+from rrl_edge.export.tensorrt_build import BatchProfile, EngineRequest, _plan, engine_manifest, tensorrt_status
+from rrl_edge.manifest import EngineManifest, Environment, manifest_path
+from rrl_edge.runtime.tensorrt_runner import check_tensorrt_version, numpy_dtype, plan_chunks
 from rrl_edge.runtime.registry import make_runner
 
 pytest_plugins = ("export_fixtures",)
@@ -52,10 +52,9 @@ def _write_engine(folder: Path, data: bytes, trt_version: str = BUILT_WITH.tenso
     if not onnx.exists():
         onnx.write_bytes(b"stands in for the exported ONNX: the manifest only records its name and sha256")
     request = EngineRequest(onnx, folder / "rrl.plan", BatchProfile(1, 8, 16))
-    manifest = _manifest(request, _plan(request, (10, 8)), trt_version, gpu, None, 1.0, folder / "timing.cache",
-                         False, data)
+    manifest = engine_manifest(request, _plan(request, (10, 8)), trt_version, gpu, data, 1.0, folder / "timing.cache")
     request.engine.write_bytes(data)
-    manifest_path(request.engine).write_text(json.dumps(manifest))
+    manifest.write(request.engine)
     return request.engine
 
 
@@ -79,12 +78,14 @@ def _open_error(engine: Path, **options: object) -> str:
 
 def test_the_build_manifest_records_the_engine_size_and_hash(tmp_path, engine_bytes):
     engine = _write_engine(tmp_path, engine_bytes)
-    manifest = engine_manifest.read_manifest(engine)
-    assert manifest["engine_bytes"] == len(engine_bytes)
-    assert manifest["engine_sha256"] == hashlib.sha256(engine_bytes).hexdigest()
-    engine_manifest.check_engine_bytes(engine, engine_bytes, manifest)
-    engine_manifest.check_interface(engine, manifest)  # what the builder writes is what the runner expects
-    assert check_environment(engine, manifest, BUILT_WITH) == []
+    manifest = EngineManifest.read(engine)
+    assert manifest.engine_bytes == len(engine_bytes)
+    assert manifest.engine_sha256 == hashlib.sha256(engine_bytes).hexdigest()
+    manifest.check_size(engine)
+    manifest.check_bytes(engine, engine_bytes)
+    manifest.check_interface(engine)  # what the builder writes is what the runner expects
+    assert manifest.check_environment(engine, BUILT_WITH) == []
+    assert EngineManifest.from_json(json.loads(manifest_path(engine).read_text()), engine) == manifest
     assert make_runner(engine).max_batch == 16  # from the manifest, before open: score_pairs sizes batches with it
 
 
@@ -127,7 +128,145 @@ def test_manifest_without_hash_is_refused(tmp_path, engine_bytes):
     manifest = json.loads(manifest_path(engine).read_text())
     del manifest["engine_sha256"]
     manifest_path(engine).write_text(json.dumps(manifest))
-    assert "no engine_bytes / engine_sha256" in _open_error(engine)
+    assert "field 'engine_sha256' is missing" in _open_error(engine)
+
+
+@pytest.mark.parametrize("field,value,expected", [
+    ("engine_bytes", "50000", "expected int"), ("engine_bytes", True, "expected int"),
+    ("engine_bytes", 1.5, "expected int"), ("tensorrt_version", 10.8, "expected str"),
+    ("strongly_typed", "yes", "expected bool"), ("batch_max", None, "expected int"),
+    ("inputs", {"vis": "[-1, 1, 64, 64]"}, "expected {name: [int, ...]}"), ("fpr95_at_export", [1], "dict or null"),
+    ("format_version", "2", "format_version '2'"), ("precision", "int4", "expected one of"),
+    ("batch_min", 32, "not 1 <= min <= opt <= max"), ("engine_sha256", "abc", "not a hex sha256"),
+])
+def test_manifest_fields_of_the_wrong_type_are_one_line_naming_the_file(tmp_path, engine_bytes, field, value, expected):
+    engine = _write_engine(tmp_path, engine_bytes)
+    _edit_manifest(engine, **{field: value})
+    message = _open_error(engine)
+    assert str(manifest_path(engine)) in message and expected in message and "\n" not in message
+
+
+def test_the_command_line_refuses_a_mistyped_manifest_with_exit_2(tmp_path, engine_bytes, proof_pairs, capsys):
+    from rrl_edge.cli import main
+
+    engine = _write_engine(tmp_path, engine_bytes)
+    _edit_manifest(engine, engine_bytes="lots")
+    np.save(tmp_path / "pairs.npy", proof_pairs[:8])
+    assert main(["run", "--engine", str(engine), "--data", str(tmp_path / "pairs.npy"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert str(manifest_path(engine)) in err and "engine_bytes" in err and "Traceback" not in err
+
+
+def test_an_engine_larger_than_its_manifest_is_refused_without_reading_it(tmp_path, engine_bytes, monkeypatch):
+    """A 6 GB file named rrl.plan: refused by its size on disk (stat) before a byte is read."""
+    engine = _write_engine(tmp_path, engine_bytes)
+    with open(engine, "r+b") as fh:  # sparse: 6 GB on paper, nothing on disk
+        fh.truncate(6 << 30)
+    read = []
+    original = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda self: read.append(self) or original(self))
+    message = _open_error(engine)
+    assert "longer than built" in message and str(6 << 30) in message
+    assert engine not in read
+
+
+def test_an_onnx_model_given_to_the_tensorrt_backend_gets_a_safe_build_command(tmp_path):
+    onnx = tmp_path / "rrl.onnx"
+    onnx.write_bytes(b"an onnx model")
+    from rrl_edge.runtime.tensorrt_runner import TensorRTRunner
+
+    with pytest.raises(InputError) as info:
+        TensorRTRunner(onnx).open()
+    message = str(info.value)
+    assert f"--onnx {onnx} --engine {tmp_path / 'rrl.plan'}" in message
+    assert f"--engine {onnx}`" not in message and onnx.read_bytes() == b"an onnx model"
+
+
+def test_the_builder_refuses_to_write_an_engine_over_an_onnx(tmp_path):
+    from rrl_edge.errors import ExportError
+    from rrl_edge.export.tensorrt_build import build_engine
+
+    onnx = tmp_path / "rrl.onnx"
+    onnx.write_bytes(b"an onnx model")
+    with pytest.raises(ExportError, match="would write the engine over an ONNX model; use --engine .*rrl.plan"):
+        build_engine(EngineRequest(onnx, onnx))
+    assert onnx.read_bytes() == b"an onnx model"
+
+
+@pytest.mark.parametrize("n,low,high,expected", [
+    (37, 1, 16, [(0, 16, 16), (16, 32, 16), (32, 37, 5)]),
+    (37, 8, 16, [(0, 16, 16), (16, 32, 16), (32, 37, 8)]),  # the last 5 padded to the minimum 8
+    (3, 4, 4, [(0, 3, 4)]),
+    (16, 16, 16, [(0, 16, 16)]),
+    (1, 1, 1, [(0, 1, 1)]),
+])
+def test_chunks_honour_the_profile_minimum_and_maximum(n, low, high, expected):
+    chunks = plan_chunks(n, low, high)
+    assert chunks == expected
+    assert all(low <= size <= high and size >= stop - start for start, stop, size in chunks)
+    assert [i for start, stop, _ in chunks for i in range(start, stop)] == list(range(n))
+
+
+def test_dtype_table_needs_no_trt_nptype_and_knows_bool_under_numpy_124():
+    """trt.nptype of TensorRT 8.5 maps BOOL to np.bool, gone in numpy 1.24: the runner has its own table."""
+    class Name:  # what a pybind11 enum member of tensorrt.DataType carries: its name
+        def __init__(self, name):
+            self.name = name
+    assert numpy_dtype(Name("FLOAT")) == np.float32 and numpy_dtype(Name("HALF")) == np.float16
+    assert numpy_dtype(Name("BOOL")) == np.bool_ and numpy_dtype(Name("INT8")) == np.int8
+    assert numpy_dtype("DataType.INT32") == np.int32
+
+
+def _source(path):
+    import ast
+
+    return ast.parse((ROOT / path).read_text())
+
+
+def test_runner_and_builder_use_only_calls_every_supported_tensorrt_has():
+    """Static: the named-tensor API (8.5+) only; no trt.nptype; no binding-index calls (gone in 10);
+    no implicit calibrator or pycuda.autoinit; no platform_has_fast_fp16 (deprecated 10.5, gone in 11)."""
+    import ast
+
+    banned = {"nptype", "execute_async_v2", "execute_v2", "get_binding_name", "binding_is_input", "num_bindings",
+              "get_binding_shape", "set_binding_shape", "get_binding_dtype", "get_profile_shape", "autoinit",
+              "platform_has_fast_fp16", "int8_calibrator", "set_calibration_profile", "IInt8EntropyCalibrator2"}
+    for path in ("runtime/tensorrt_runner.py", "export/tensorrt_build.py"):
+        names = {n.attr for n in ast.walk(_source(path)) if isinstance(n, ast.Attribute)}
+        names |= {a.name.split(".")[-1] for n in ast.walk(_source(path)) if isinstance(n, ast.Import) for a in n.names}
+        assert not names & banned, (path, names & banned)
+
+
+def test_every_cuda_event_the_runner_makes_blocks_instead_of_spinning():
+    import ast
+
+    calls = [n for n in ast.walk(_source("runtime/tensorrt_runner.py"))
+             if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr == "Event"]
+    assert calls
+    for call in calls:
+        flags = {n.attr for n in ast.walk(call) if isinstance(n, ast.Attribute)}
+        assert "BLOCKING_SYNC" in flags, ast.dump(call)
+    stream_syncs = [n for n in ast.walk(_source("runtime/tensorrt_runner.py"))
+                    if isinstance(n, ast.Attribute) and n.attr == "synchronize"
+                    and isinstance(n.value, ast.Attribute) and n.value.attr == "_stream"]
+    assert not stream_syncs  # stream.synchronize() spins unless the context blocks
+
+
+@pytest.mark.parametrize("version,ok", [("8.4.3.1", False), ("8.5.2.2", True), ("8.6.1.6", True), ("10.3.0", True),
+                                        ("10.13.0.35", True), ("11.0.0", False), ("11.4.1", False)])
+def test_supported_tensorrt_versions_are_8_5_to_10(version, ok):
+    if ok:
+        check_tensorrt_version(version)
+    else:
+        with pytest.raises(InputError, match=f"TensorRT {version} is not supported: rrl-edge runs TensorRT 8.5 to 10.x"):
+            check_tensorrt_version(version)
+
+
+def test_pyproject_tensorrt_range_matches_the_runner():
+    import re
+
+    text = (ROOT / "pyproject.toml").read_text()
+    assert re.search(r'"tensorrt>=8\.5,<11"', text)
 
 
 @pytest.mark.parametrize("change,what", [
@@ -145,7 +284,8 @@ def test_other_inputs_or_output_are_refused(tmp_path, engine_bytes, change, what
 
 def test_another_tensorrt_version_or_gpu_is_refused(tmp_path, engine_bytes):
     engine = _write_engine(tmp_path, engine_bytes)
-    manifest = engine_manifest.read_manifest(engine)
+    manifest = EngineManifest.read(engine)
+    check_environment = lambda engine, manifest, env: manifest.check_environment(engine, env)  # noqa: E731
     same_release = BUILT_WITH._replace(tensorrt_version="10.8.0.99")  # another build number of 10.8.0
     assert check_environment(engine, manifest, same_release) == []
     for version in ("10.7.0.23", "10.8.1.2", "8.6.1.6", "11.0.0"):
@@ -189,7 +329,7 @@ def test_empty_engine_file(tmp_path):
 
 
 def test_importing_the_runner_needs_no_torch():
-    code = ("import sys, rrl_edge.runtime.tensorrt_runner, rrl_edge.runtime.engine_manifest\n"
+    code = ("import sys, rrl_edge.runtime.tensorrt_runner, rrl_edge.manifest\n"
             "heavy = ('torch', 'onnx', 'onnxruntime', 'cv2', 'sklearn', 'tensorrt', 'pycuda', 'matplotlib')\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
