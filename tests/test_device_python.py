@@ -54,7 +54,7 @@ def test_run_on_python38_with_numpy_and_onnxruntime_only(tmp_path, exported, pro
         np.testing.assert_allclose(np.load(out), score_pairs(runner, proof_pairs[:200]), atol=1e-5)
 
     probe = subprocess.run([str(venv / "bin/python"), "-c",
-                            "import sys; import rrl_edge.runtime.tensorrt_runner, rrl_edge.runtime.engine_manifest; "
+                            "import sys; import rrl_edge.runtime.tensorrt_runner, rrl_edge.manifest; "
                             "print(sys.version_info[:2], 'torch' in sys.modules)"],
                            capture_output=True, text=True, env=env)
     assert probe.returncode == 0, probe.stderr[-2000:]
