@@ -58,6 +58,17 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_device_check(args: argparse.Namespace) -> int:
+    from rrl_edge.export.device_check import format_report, run_device_check
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    report = run_device_check(Path(args.deploy), Path(args.report), args.backend, _path(args.work_dir), args.budget,
+                              show_progress=not args.quiet)
+    print(format_report(report))
+    print(f"report {args.report}")
+    return 0 if report["passed"] else 1
+
+
 def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     """Register `rrl-edge export` and `rrl-edge build` on the CLI's sub-parsers."""
     p = sub.add_parser("export", help="ONNX (and INT8) models checked against PyTorch; the engine where TensorRT runs")
@@ -84,3 +95,14 @@ def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> 
     b.add_argument("--engine", default="rrl.plan", help="engine file to write; its manifest goes beside it (.json)")
     _add_engine_options(b)
     b.set_defaults(func=cmd_build)
+
+    d = sub.add_parser("device-check", help="on the target: build FP32/FP16/INT8 engines from an export folder, "
+                                            "check FPR95 parity against PyTorch's scores, benchmark, inspect INT8")
+    d.add_argument("--deploy", required=True, help="the folder `rrl-edge export --int8 --out-dir` wrote")
+    d.add_argument("--report", required=True, help="JSON report to write")
+    d.add_argument("--backend", choices=("tensorrt", "onnxruntime"), default="tensorrt",
+                   help="tensorrt (the device), or onnxruntime standing in for it on a machine without a GPU")
+    d.add_argument("--work-dir", help="where the engines are built (default: DEPLOY/engines)")
+    d.add_argument("--budget", type=float, help="FPR95 points per category and mean (default: the export's)")
+    d.add_argument("--quiet", action="store_true")
+    d.set_defaults(func=cmd_device_check)

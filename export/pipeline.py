@@ -31,7 +31,11 @@ from rrl_edge.contracts import (
     FP32_ONNX,
     INT8_CPU_ONNX,
     INT8_ONNX,
+    REFERENCE,
+    REFERENCE_SCORES,
     REPORT,
+    TEST_LABELS,
+    TEST_PAIRS,
     sha256_file,
 )
 from rrl_edge.contracts import INPUT_NAMES, OPSET, OUTPUT_NAME
@@ -39,7 +43,8 @@ from rrl_edge.export.parity import MIN_FP32_PAIRS, fp32_proof, format_parity, in
 from rrl_edge.export.tensorrt_build import BatchProfile, EngineRequest, build_engine, tensorrt_status
 from rrl_edge.metrics import fpr95
 
-ARTIFACTS = (FP32_ONNX, INT8_ONNX, INT8_CPU_ONNX, CALIB_RANGES, CALIB_CPU_RANGES, CALIB_SAMPLES, CALIB_MANIFEST, REPORT)
+ARTIFACTS = (FP32_ONNX, INT8_ONNX, INT8_CPU_ONNX, CALIB_RANGES, CALIB_CPU_RANGES, CALIB_SAMPLES, CALIB_MANIFEST, REPORT,
+             TEST_PAIRS, TEST_LABELS, REFERENCE_SCORES, REFERENCE)
 # Every test pair (29,934 on VIS-NIR): with 1,000 non-matching pairs a category's FPR95 moves in 0.1-point steps and
 # its noise alone reaches the 0.3 budget (benchmarks/int8_study.py noise); the full split halves that, and the
 # proof then measures exactly what `rrl-edge parity` in CI measures.
@@ -204,6 +209,7 @@ def run_export(opts: ExportOptions) -> Dict[str, Any]:
             report["fpr95"].update(int8.pop("fpr95"))
             report.update(int8)
             produced += files
+        produced += _device_files(staging, proof, reference, opts.budget)
         report["files"] = {name: sha256_file(staging / name) for name in produced}
         report["export_seconds"] = round(time.time() - started, 1)
         write_json(report, staging / REPORT)
@@ -217,6 +223,36 @@ def run_export(opts: ExportOptions) -> Dict[str, Any]:
     _say(f"wrote {', '.join(produced + [REPORT])} to {opts.out_dir} in {report['export_seconds']:.0f} s")
     _engine(opts)
     return report
+
+
+def _device_files(staging: Path, proof: Mapping[str, PatchSet], reference: Mapping[str, np.ndarray],
+                  budget: float) -> List[str]:
+    """What `rrl-edge device-check` needs on a device without torch or onnx: the proof's test pairs, their
+    labels and PyTorch's scores (numpy files), the category ranges, and the quantized convolutions of
+    rrl.int8.onnx (whose engine layers must run INT8)."""
+    import onnx
+
+
+    categories, start = [], 0
+    for name, ps in proof.items():
+        categories.append({"name": name, "start": start, "stop": start + len(ps)})
+        start += len(ps)
+    arrays = {TEST_PAIRS: np.concatenate([ps.patches for ps in proof.values()]).astype(np.uint8),
+              TEST_LABELS: np.concatenate([ps.labels for ps in proof.values()]).astype(np.uint8),
+              REFERENCE_SCORES: np.concatenate([reference[c] for c in proof]).astype(np.float32)}
+    for name, array in arrays.items():
+        with open(staging / name, "wb") as fh:
+            np.save(fh, array, allow_pickle=False)
+    int8_convs: List[str] = []
+    if (staging / INT8_ONNX).is_file():
+        proto = onnx.load(str(staging / INT8_ONNX))
+        producers = {o: n for n in proto.graph.node for o in n.output}
+        int8_convs = [n.name for n in proto.graph.node if n.op_type == "Conv" and producers.get(n.input[0]) is not None
+                      and producers[n.input[0]].op_type == "DequantizeLinear"]
+    write_json({"format": "rrl-edge-reference", "reference": "pytorch", "categories": categories, "budget": budget,
+                "files": {name: sha256_file(staging / name) for name in arrays}, "int8_convs": int8_convs},
+               staging / REFERENCE)
+    return list(arrays) + [REFERENCE]
 
 
 def _int8(

@@ -212,6 +212,8 @@ def build_engine(request: EngineRequest) -> EngineManifest:
         config.set_flag(trt.BuilderFlag.FP16)
     if plan.int8_flag:
         config.set_flag(trt.BuilderFlag.INT8)
+    # per-layer formats in the engine inspector (the device check's INT8-kernel check); costs no speed
+    config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
     timing_cache = request.timing_cache or default_timing_cache(trt.__version__, gpu)
     reused = _attach_timing_cache(config, timing_cache)
 

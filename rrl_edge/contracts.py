@@ -36,6 +36,11 @@ CALIB_SAMPLES = "rrl.calib.npy"  # the calibration pairs themselves (uint8), for
 CALIB_MANIFEST = "rrl.calib.json"  # where the calibration pairs came from, their counts and sha256
 REPORT = "export_report.json"  # the proof at export: parity numbers, hashes, versions
 DEFAULT_ENGINE = "rrl.plan"
+# What the device check (`rrl-edge device-check`) reads: the proof's test pairs and PyTorch's scores of them.
+TEST_PAIRS = "rrl.test-pairs.npy"  # uint8 (N, 2, 64, 64), categories one after another
+TEST_LABELS = "rrl.test-labels.npy"  # uint8 (N,) 0/1
+REFERENCE_SCORES = "rrl.reference-scores.npy"  # float32 (N,): PyTorch's scores of TEST_PAIRS
+REFERENCE = "rrl.reference.json"  # categories (name, start, stop), hashes, budget, the INT8 convolutions
 
 
 def sha256_file(path: "os.PathLike[str] | str") -> str:

@@ -40,7 +40,7 @@ for package in ("tensorrt", "tensorrt_bindings"):
 PY
 cd "$tree"
 MYPYPATH=$tree "$PYTHON" -m mypy --config-file "$root/scripts/mypy.ini" --cache-dir "$tree/.mypy_cache" \
-    rrl_edge/export/tensorrt_build.py rrl_edge/export/gpu.py \
+    rrl_edge/export/tensorrt_build.py rrl_edge/export/gpu.py rrl_edge/export/device_check.py \
     rrl_edge/calibration/sampling.py rrl_edge/calibration/quantize.py \
     rrl_edge/runtime/tensorrt_runner.py rrl_edge/manifest.py "$@"
 echo "mypy: the TensorRT build code, the TensorRT runner and the calibration package type-check against tensorrt-stubs"

@@ -88,8 +88,9 @@ def test_fp32_export_writes_checked_onnx_and_says_where_the_engine_is_built(rand
         (out / stale).write_text("left by an earlier export, of another ONNX")
     rc, stdout, _ = _run(capsys, "--checkpoint", str(random_checkpoint), "--out-dir", str(out), "--proof-pairs", "128")
     assert rc == 0
-    assert sorted(p.name for p in out.iterdir()) == ["export_report.json", "rrl.onnx"] + (
-        ["rrl.plan", "rrl.plan.json"] if tensorrt_status()[0] else [])
+    device = ["rrl.reference-scores.npy", "rrl.reference.json", "rrl.test-labels.npy", "rrl.test-pairs.npy"]
+    assert sorted(p.name for p in out.iterdir()) == sorted(["export_report.json", "rrl.onnx"] + device + (
+        ["rrl.plan", "rrl.plan.json"] if tensorrt_status()[0] else []))
     report = json.loads((out / "export_report.json").read_text())
     assert report["fp32"]["pairs"] >= 1000 and report["fp32"]["max_abs_diff"] <= 1e-4 and report["fp32"]["passed"]
     assert report["files"]["rrl.onnx"] == sha256_file(out / "rrl.onnx")

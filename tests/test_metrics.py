@@ -42,3 +42,22 @@ def test_interpolates_between_roc_points():
 def test_refuses_bad_input(labels, scores, match):
     with pytest.raises(InputError, match=match):
         fpr95(labels, scores)
+
+
+def test_numpy_fpr95_equals_scikit_learn_with_ties_and_on_real_scores():
+    """The numpy ROC (a device without scikit-learn) gives scikit-learn's FPR95, also with tied scores."""
+    from sklearn.metrics import roc_curve
+
+    from rrl_edge.metrics import roc_points
+
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        n = int(rng.integers(20, 400))
+        labels = rng.integers(0, 2, n)
+        labels[:2] = (0, 1)
+        scores = rng.random(n) * 0.5 + labels * rng.random() * 0.8
+        if trial % 2:
+            scores = np.round(scores * 20) / 20  # many ties, as an INT8 score head would give
+        fpr, tpr, _ = roc_curve(labels, scores)
+        mine = np.interp(0.95, *roc_points(labels, scores)[::-1])
+        assert abs(np.interp(0.95, tpr, fpr) - mine) < 1e-12
