@@ -338,99 +338,105 @@ def test_importing_the_runner_needs_no_torch():
     assert result.stdout.strip() == "[]"
 
 
-# ---- on a GPU with TensorRT: real engines ----
+# ---- on a GPU with TensorRT: real engines, from the workstation's export folder only ----
+# No torch or onnx on this side: a Jetson runs these with numpy, TensorRT, pycuda and pytest, on the files
+# `rrl-edge export --int8 --out-dir deploy/` wrote (RRL_EDGE_DEPLOY, default deploy/), PyTorch's scores
+# of the test pairs included.
 
 @pytest.fixture(scope="module")
-def trained_onnx(trained_checkpoint, calibration, proof_pairs, tmp_path_factory):
-    """FP32 and Q/DQ ONNX of the shipped model: the random model of the export fixtures scores every pair
-    alike, which would hide a mixed-up or stale batch; a trained one does not."""
-    from rrl_edge.calibration.quantize import TENSORRT, quantize
-    from rrl_edge.checkpoint import load_model
-    from rrl_edge.export.onnx_export import export_onnx
-    from rrl_edge.export.simplify import simplify_onnx
+def deploy():
+    if not TENSORRT_OK:
+        pytest.skip(TENSORRT_REASON)
+    from rrl_edge.contracts import REFERENCE
 
-    out = tmp_path_factory.mktemp("trained")
-    model, _ = load_model(trained_checkpoint)
-    simplify_onnx(export_onnx(model, out / "raw.onnx"), out / "rrl.onnx", proof_pairs[:256])
-    quantize(out / "rrl.onnx", out / "rrl.int8.onnx", calibration.pairs, TENSORRT, "minmax", out / "ranges.json")
-    return {"fp32": out / "rrl.onnx", "int8": out / "rrl.int8.onnx"}
+    folder = Path(os.environ.get("RRL_EDGE_DEPLOY", ROOT / "deploy"))
+    if not (folder / REFERENCE).is_file():
+        pytest.skip(f"no export folder at {folder}: run `rrl-edge export --int8 --out-dir deploy/` on a workstation "
+                    "and copy deploy/ here (or set RRL_EDGE_DEPLOY)")
+    return folder
 
 
 @pytest.fixture(scope="module")
-def engines(trained_onnx, tmp_path_factory):
-    """FP32 and INT8 (explicit Q/DQ, on every TensorRT version) engines, profile 1..8..16."""
+def reference(deploy):
+    from rrl_edge.export.device_check import load_reference
+
+    ref, pairs, labels, scores = load_reference(deploy)
+    return ref, pairs, scores
+
+
+@pytest.fixture(scope="module")
+def engines(deploy, tmp_path_factory):
+    """FP32 and INT8 (explicit Q/DQ on every TensorRT version) engines, profile 4..8..16: a minimum above 1
+    so that short chunks must be padded."""
+    from rrl_edge.contracts import FP32_ONNX, INT8_ONNX
     from rrl_edge.export.tensorrt_build import build_engine
 
     out = tmp_path_factory.mktemp("engines")
     paths = {}
-    for name, mode in (("fp32", "auto"), ("int8", "explicit")):
+    for name, onnx in (("fp32", FP32_ONNX), ("int8", INT8_ONNX)):
         paths[name] = out / f"{name}.plan"
-        build_engine(EngineRequest(trained_onnx[name], paths[name], BatchProfile(1, 8, 16), 256, int8_mode=mode,
+        build_engine(EngineRequest(deploy / onnx, paths[name], BatchProfile(4, 8, 16), 256,
                                    timing_cache=out / "timing.cache"))
     return paths
 
 
-def _onnx_scores(onnx: Path, pairs: np.ndarray) -> np.ndarray:
-    from rrl_edge.runtime.runner import score_pairs
-
-    with make_runner(onnx) as runner:
-        return score_pairs(runner, pairs, 256)
-
-
 @pytest.mark.gpu
-@pytest.mark.slow
 @needs_tensorrt
-def test_fp32_engine_matches_onnxruntime(engines, trained_onnx, proof_pairs):
+def test_fp32_engine_matches_pytorch(engines, reference):
     from rrl_edge.runtime.runner import score_pairs
 
-    pairs = proof_pairs[:512]
+    _, pairs, ref_scores = reference
     with make_runner(engines["fp32"]) as runner:
         assert runner.max_batch == 16 and runner.precision == "fp32" and runner.backend == "tensorrt"
-        scores = score_pairs(runner, pairs, 64)  # 64 > 16: cut to the profile maximum
-    assert np.max(np.abs(scores - _onnx_scores(trained_onnx["fp32"], pairs))) <= 1e-3
+        scores = score_pairs(runner, pairs[:515], 64)  # 64 > 16: cut to the profile maximum; 515 = 32 x 16 + 3
+    assert np.max(np.abs(scores - ref_scores[:515])) <= 1e-3
 
 
 @pytest.mark.gpu
-@pytest.mark.slow
 @needs_tensorrt
-def test_int8_engine_decides_like_onnxruntime(engines, trained_onnx, proof_pairs):
+def test_int8_engine_decides_like_pytorch_and_runs_int8_kernels(engines, reference):
+    """Agreement with PyTorch's decisions, and, from TensorRT 8.6 on, the engine inspector shows an INT8
+    kernel for every convolution the Q/DQ graph quantizes (a float fallback would also agree)."""
+    from rrl_edge.export.device_check import int8_kernels
     from rrl_edge.runtime.runner import score_pairs
 
+    ref, pairs, ref_scores = reference
     with make_runner(engines["int8"]) as runner:
-        assert runner.precision.startswith("int8")
-        scores = score_pairs(runner, proof_pairs, 16)
-    reference = _onnx_scores(trained_onnx["int8"], proof_pairs)  # the same Q/DQ graph on ONNX Runtime (CPU)
-    assert np.mean((scores > 0.5) == (reference > 0.5)) >= 0.99
+        assert runner.precision == "int8"
+        scores = score_pairs(runner, pairs, 16)
+        kernels = int8_kernels(runner.layer_information(), ref["int8_convs"])
+    assert np.mean((scores > 0.5) == (ref_scores > 0.5)) >= 0.99
+    if not kernels["checked"]:
+        pytest.skip(f"INT8 kernels not checked: {kernels['why']} (parity above passed)")
+    assert kernels["passed"], f"convolutions without an INT8 kernel: {kernels['not_int8']}"
 
 
 @pytest.mark.gpu
-@pytest.mark.slow
 @needs_tensorrt
-def test_batches_larger_than_the_profile_are_split(engines, trained_onnx, proof_pairs):
-    from rrl_edge.runtime.pairs import split_inputs
+def test_batches_are_split_at_the_profile_maximum_and_padded_to_its_minimum(engines, reference):
+    from rrl_edge.contracts import split_pair_batch
 
-    pairs = proof_pairs[:37]  # 16 + 16 + 5 with max_batch 16
-    reference = _onnx_scores(trained_onnx["fp32"], pairs)
-    assert np.ptp(reference) > 0.5  # matching and non-matching pairs: a misplaced score would show
-    vis, other = split_inputs(pairs)
+    _, pairs, ref_scores = reference
+    pairs, ref_scores = pairs[:64], ref_scores[:64]
+    assert np.ptp(ref_scores) > 0.5  # matching and non-matching pairs: a misplaced score would show
+    vis, other = split_pair_batch(pairs)
     with make_runner(engines["fp32"]) as runner:
-        whole = runner.infer(vis, other)
-        sizes, starts = [37, 5, 1, 16, 17], [0, 0, 5, 6, 20]  # split, smaller, one, exactly max, max + 1
+        whole = runner.infer(vis[:37], other[:37])  # 16 + 16 + 5
+        sizes, starts = [37, 5, 1, 3, 16, 17], [0, 0, 5, 6, 20, 40]  # split, smaller, below the minimum 4, max, max + 1
         batches = [(vis[s : s + n], other[s : s + n]) for s, n in zip(starts, sizes)]
         pieces = list(runner.infer_batches(iter(batches)))
-    assert whole.shape == (37,) and np.max(np.abs(whole - reference)) <= 1e-3
-    assert [len(p) for p in pieces] == [len(v) for v, _ in batches]
-    for (v, _), got, start in zip(batches, pieces, starts):
-        assert np.max(np.abs(got - reference[start : start + len(v)])) <= 1e-3
+    assert whole.shape == (37,) and np.max(np.abs(whole - ref_scores[:37])) <= 1e-3
+    assert [len(p) for p in pieces] == sizes  # padding's scores dropped
+    for got, start in zip(pieces, starts):
+        assert np.max(np.abs(got - ref_scores[start : start + len(got)])) <= 1e-3
 
 
 @pytest.mark.gpu
-@pytest.mark.slow
 @needs_tensorrt
-def test_close_frees_and_reopen_works(engines, proof_pairs):
-    from rrl_edge.runtime.pairs import split_inputs
+def test_close_frees_and_reopen_works(engines, reference):
+    from rrl_edge.contracts import split_pair_batch
 
-    vis, other = split_inputs(proof_pairs[:8])
+    vis, other = split_pair_batch(reference[1][:8])
     runner = make_runner(engines["fp32"], check_manifest=False)
     first = runner.open().infer(vis, other)
     runner.close()
@@ -440,30 +446,41 @@ def test_close_frees_and_reopen_works(engines, proof_pairs):
 
 
 @pytest.mark.gpu
-@pytest.mark.slow
 @needs_tensorrt
 @pytest.mark.parametrize("corrupt", ["half", "onnx"])
-def test_tensorrt_refuses_a_corrupt_engine(engines, trained_onnx, tmp_path, corrupt):
+def test_tensorrt_refuses_a_corrupt_engine(engines, deploy, tmp_path, corrupt):
     """Bytes that pass the manifest's size and hash (updated to match) but are no engine: TensorRT refuses."""
     good = engines["fp32"].read_bytes()
-    data = good[: len(good) // 2] if corrupt == "half" else trained_onnx["fp32"].read_bytes()
+    data = good[: len(good) // 2] if corrupt == "half" else (deploy / "rrl.onnx").read_bytes()
     engine = tmp_path / "bad.plan"
     engine.write_bytes(data)
-    manifest = json.loads(manifest_path(engines["fp32"]).read_text())
-    manifest.update(engine_bytes=len(data), engine_sha256=hashlib.sha256(data).hexdigest())
-    manifest_path(engine).write_text(json.dumps(manifest))
+    manifest_path(engine).write_text(manifest_path(engines["fp32"]).read_text())
+    _edit_manifest(engine, engine_bytes=len(data), engine_sha256=hashlib.sha256(data).hexdigest(), engine="bad.plan")
     message = _open_error(engine)
     assert str(engine) in message and "cannot load it: not a TensorRT engine" in message
 
 
 @pytest.mark.gpu
-@pytest.mark.slow
 @needs_tensorrt
-@pytest.mark.parametrize("change,what", [({"tensorrt_version": "7.2.3.4"}, "built with TensorRT 7.2.3.4"),
-                                         ({"gpu": {"name": "Elsewhere", "compute_capability": "1.0"}}, "compute capability 1.0")])
+@pytest.mark.parametrize("change,what", [({"tensorrt_version": "8.5.1.7"}, "built with TensorRT 8.5.1.7"),
+                                         ({"compute_capability": "1.0", "gpu_name": "Elsewhere"}, "compute capability 1.0")])
 def test_engine_for_another_machine_is_refused(engines, tmp_path, change, what):
     engine = tmp_path / "rrl.plan"
     engine.write_bytes(engines["fp32"].read_bytes())
     manifest_path(engine).write_text(manifest_path(engines["fp32"]).read_text())
     _edit_manifest(engine, **change)
     assert what in _open_error(engine)
+
+
+def test_the_gpu_tests_need_nothing_a_jetson_lacks():
+    """Static: the GPU tests and their fixtures import no torch, onnx, onnxruntime, scikit-learn or OpenCV
+    (a Jetson has numpy, TensorRT, pycuda and pytest), and read only the export folder's files."""
+    import ast
+
+    heavy = {"torch", "onnx", "onnxruntime", "sklearn", "cv2", "polygraphy"}
+    for name in ("test_runtime_tensorrt.py", "test_tensorrt_build.py", "../export/device_check.py"):
+        tree = ast.parse((ROOT / "tests" / name).read_text())
+        for node in ast.walk(tree):
+            modules = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            assert not [m for m in modules if m.split(".")[0] in heavy], (name, node.lineno, modules)

@@ -1,20 +1,24 @@
 """TensorRT engine building.
 
 What needs no TensorRT (the batch profile, the build plan per TensorRT version) runs everywhere. The
-builds themselves run only where TensorRT and a CUDA GPU exist, and are skipped with the reason elsewhere:
-TensorRT is never faked.
+builds themselves run only where TensorRT and a CUDA GPU exist, from an export folder the workstation
+wrote (``RRL_EDGE_DEPLOY``, default ``deploy/``: `rrl-edge export --int8 --out-dir deploy/`), so a Jetson
+runs them with numpy, TensorRT, pycuda and pytest only: no torch, no onnx here. Elsewhere they are skipped
+with the reason: TensorRT is never faked.
 """
 
-import json
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from rrl_edge.contracts import FP32_ONNX, INT8_ONNX, REFERENCE
 from rrl_edge.errors import ExportError
 from rrl_edge.export.tensorrt_build import BatchProfile, EngineRequest, _plan, is_qdq_onnx, tensorrt_status
+from rrl_edge.manifest import EngineManifest
 
-pytest_plugins = ("export_fixtures",)
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("low,opt,high", [(64, 32, 16), (0, 1, 2), (1, 8, 4), (8, 4, 16)])
@@ -24,89 +28,99 @@ def test_batch_profile_must_be_ordered(low, opt, high):
     BatchProfile(1, 1, 1).check()
 
 
-def test_build_plan_per_tensorrt_version(exported, qdq_model, tmp_path):
-    fp32, qdq = Path(exported["fp32"]), Path(qdq_model)
+@pytest.fixture
+def onnx_pair(tmp_path):
+    """Two files that is_qdq_onnx tells apart as it does real exports (op types are stored verbatim)."""
+    fp32, qdq = tmp_path / "rrl.onnx", tmp_path / "rrl.int8.onnx"
+    fp32.write_bytes(b"\x08\x07 Conv LeakyRelu Sigmoid")
+    qdq.write_bytes(b"\x08\x07 QuantizeLinear DequantizeLinear Conv LeakyRelu")
+    return fp32, qdq
+
+
+def test_build_plan_per_tensorrt_version(onnx_pair, tmp_path):
+    """INT8 is explicit Q/DQ on every version: strongly typed on 10.x, the INT8 flag on 8.5/8.6 (no strong
+    typing there); INT8+FP16 stays weakly typed with both flags; TensorRT outside [8.5, 11) is refused."""
+    fp32, qdq = onnx_pair
     assert is_qdq_onnx(qdq) and not is_qdq_onnx(fp32)
-    plan = _plan(EngineRequest(fp32, tmp_path / "e", fp16=True), (10, 8))
-    assert (plan.precision, plan.int8, plan.fp16_flag, plan.strongly_typed) == ("fp16", "", True, False)
-    plan = _plan(EngineRequest(qdq, tmp_path / "e"), (10, 8))
-    assert (plan.precision, plan.int8, plan.strongly_typed) == ("int8", "explicit", True)
-    plan = _plan(EngineRequest(qdq, tmp_path / "e", fp16=True), (10, 8))  # FP16 flag is illegal when strongly typed
-    assert (plan.precision, plan.strongly_typed, plan.fp16_flag) == ("int8+fp16", False, True)
-    plan = _plan(EngineRequest(qdq, tmp_path / "e", fp16=True), (8, 6))
-    assert (plan.int8, plan.strongly_typed, plan.parse) == ("explicit", False, qdq)
-    plan = _plan(EngineRequest(qdq, tmp_path / "e", fp16=True), (11, 0))
-    assert (plan.precision, plan.strongly_typed, plan.fp16_flag) == ("int8", True, False)
-    with pytest.raises(ExportError, match="implicit INT8 calibrates the FP32 graph"):
-        _plan(EngineRequest(qdq, tmp_path / "e"), (8, 5))  # JetPack 5: implicit, needs rrl.onnx beside
-    (qdq.parent / "rrl.onnx").write_bytes(fp32.read_bytes())
-    plan = _plan(EngineRequest(qdq, tmp_path / "e"), (8, 5))
-    assert (plan.int8, plan.parse.name) == ("implicit", "rrl.onnx")
-    with pytest.raises(ExportError, match="removed implicit INT8"):
-        _plan(EngineRequest(qdq, tmp_path / "e", int8_mode="implicit"), (11, 0))
-    plan = _plan(EngineRequest(fp32, tmp_path / "e", int8_mode="implicit"), (8, 6))  # TensorRT calibrates rrl.onnx
-    assert (plan.precision, plan.int8, plan.parse) == ("int8", "implicit", fp32)
-    with pytest.raises(ExportError, match="has no Q/DQ nodes"):
-        _plan(EngineRequest(fp32, tmp_path / "e", int8_mode="explicit"), (10, 8))
+    fields = ("precision", "strongly_typed", "fp16_flag", "int8_flag")
+
+    def plan(path, version, fp16=False):
+        p = _plan(EngineRequest(path, tmp_path / "e.plan", fp16=fp16), version)
+        assert p.parse == path  # always the ONNX asked for: no implicit calibration of another graph
+        return tuple(getattr(p, f) for f in fields)
+
+    assert plan(fp32, (10, 8)) == ("fp32", False, False, False)
+    assert plan(fp32, (8, 5), fp16=True) == ("fp16", False, True, False)
+    assert plan(qdq, (10, 8)) == ("int8", True, False, False)
+    assert plan(qdq, (10, 0)) == ("int8", True, False, False)
+    for version in ((8, 5), (8, 6)):
+        assert plan(qdq, version) == ("int8", False, False, True)
+    assert plan(qdq, (10, 8), fp16=True) == ("int8+fp16", False, True, True)
+    for version in ((11, 0), (8, 4), (7, 2)):
+        with pytest.raises(ExportError, match="is not supported: rrl-edge builds with TensorRT 8.5 to 10.x"):
+            plan(qdq, version)
 
 
-def test_build_without_tensorrt_is_a_clear_error(exported, tmp_path):
-    ok, reason = tensorrt_status()
-    if ok:
+def test_build_without_tensorrt_is_a_clear_error(onnx_pair, tmp_path):
+    if tensorrt_status()[0]:
         pytest.skip("TensorRT and a GPU are here")
-    with pytest.raises(ExportError, match="on the machine whose GPU will run the engine"):
-        from rrl_edge.export.tensorrt_build import build_engine
+    from rrl_edge.export.tensorrt_build import build_engine
 
-        build_engine(EngineRequest(Path(exported["fp32"]), tmp_path / "rrl.plan"))
+    with pytest.raises(ExportError, match="on the machine whose GPU will run the engine"):
+        build_engine(EngineRequest(onnx_pair[0], tmp_path / "rrl.plan"))
     assert not (tmp_path / "rrl.plan").exists()
 
 
+# ---- on a GPU with TensorRT: real builds from the workstation's export folder ----
+
 @pytest.fixture(scope="module")
-def trt():
-    trt = pytest.importorskip("tensorrt", reason="TensorRT is not installed")
-    ok, reason = tensorrt_status()  # also catches the importable-but-empty `tensorrt` of tensorrt-stubs, and no GPU
+def deploy():
+    ok, reason = tensorrt_status()  # also the importable-but-empty `tensorrt` of tensorrt-stubs, and no GPU
     if not ok:
         pytest.skip(reason)
-    return trt
+    folder = Path(os.environ.get("RRL_EDGE_DEPLOY", ROOT / "deploy"))
+    if not (folder / REFERENCE).is_file():
+        pytest.skip(f"no export folder at {folder}: run `rrl-edge export --int8 --out-dir deploy/` on a workstation "
+                    "and copy deploy/ here (or set RRL_EDGE_DEPLOY)")
+    return folder
 
 
-def _run_engine(engine_path: Path, pairs: np.ndarray) -> np.ndarray:
-    from polygraphy.backend.common import BytesFromPath
-    from polygraphy.backend.trt import EngineFromBytes, TrtRunner
+def _scores(engine: Path, pairs: np.ndarray) -> np.ndarray:
+    from rrl_edge.runtime.registry import open_runner
+    from rrl_edge.runtime.runner import score_pairs
 
-    x = pairs.astype(np.float32) / np.float32(255.0)
-    with TrtRunner(EngineFromBytes(BytesFromPath(str(engine_path)))) as runner:
-        out = runner.infer({"vis": np.ascontiguousarray(x[:, :1]), "other": np.ascontiguousarray(x[:, 1:])})
-    return np.asarray(out["score"]).reshape(-1)
+    with open_runner(engine) as runner:
+        return score_pairs(runner, pairs, 64)
 
 
 @pytest.mark.gpu
-def test_fp32_engine_matches_onnxruntime(trt, exported, proof_pairs, tmp_path):
-    from rrl_edge.runtime.onnxruntime_runner import cpu_session
-    from rrl_edge.runtime.registry import score_with
+def test_fp32_engine_matches_pytorch_and_reuses_the_timing_cache(deploy, tmp_path):
+    import tensorrt as trt
+
+    from rrl_edge.export.device_check import load_reference
     from rrl_edge.export.tensorrt_build import build_engine
 
     cache = tmp_path / "timing.cache"
-    request = EngineRequest(Path(exported["fp32"]), tmp_path / "rrl.plan", BatchProfile(1, 16, 64), 256,
-                            timing_cache=cache)
+    request = EngineRequest(deploy / FP32_ONNX, tmp_path / "rrl.plan", BatchProfile(1, 16, 64), 256, timing_cache=cache)
     manifest = build_engine(request)
-    assert manifest["precision"] == "fp32" and manifest["batch_profile"] == {"min": 1, "opt": 16, "max": 64}
-    assert json.loads((tmp_path / "rrl.plan.json").read_text()) == manifest
-    assert manifest["tensorrt_version"] == trt.__version__ and manifest["gpu"]["compute_capability"]
-    assert cache.is_file() and not manifest["timing_cache"]["reused"]
-    pairs = proof_pairs[:64]
-    reference = score_with(cpu_session(Path(exported["fp32"])), pairs)
-    assert np.max(np.abs(_run_engine(tmp_path / "rrl.plan", pairs) - reference)) <= 1e-3
-    again = build_engine(request)  # the second build starts from the timing cache of the first
-    assert again["timing_cache"]["reused"]
+    assert (manifest.precision, manifest.batch_min, manifest.batch_opt, manifest.batch_max) == ("fp32", 1, 16, 64)
+    assert EngineManifest.read(tmp_path / "rrl.plan") == manifest
+    assert manifest.tensorrt_version == trt.__version__ and manifest.compute_capability
+    assert cache.is_file() and not manifest.timing_cache_reused
+    _, pairs, _, reference = load_reference(deploy)
+    scores = _scores(tmp_path / "rrl.plan", pairs[:512])
+    assert np.max(np.abs(scores - reference[:512])) <= 1e-3  # FP32, TF32 off
+    assert build_engine(request).timing_cache_reused  # the second build starts from the first one's cache
 
 
 @pytest.mark.gpu
-def test_int8_engine_builds_from_the_qdq_model(trt, qdq_model, proof_pairs, tmp_path):
+def test_int8_engine_builds_from_the_qdq_model(deploy, tmp_path):
+    from rrl_edge.export.device_check import load_reference
     from rrl_edge.export.tensorrt_build import build_engine
 
-    manifest = build_engine(EngineRequest(Path(qdq_model), tmp_path / "rrl.plan", BatchProfile(1, 16, 64), 256,
+    manifest = build_engine(EngineRequest(deploy / INT8_ONNX, tmp_path / "rrl.plan", BatchProfile(1, 16, 64), 256,
                                           timing_cache=tmp_path / "t.cache"))
-    assert manifest["precision"].startswith("int8") and manifest["inputs"].keys() == {"vis", "other"}
-    scores = _run_engine(tmp_path / "rrl.plan", proof_pairs[:64])
-    assert scores.shape == (64,) and np.all((scores >= 0) & (scores <= 1))
+    assert manifest.precision == "int8" and manifest.inputs.keys() == {"vis", "other"}
+    _, pairs, _, reference = load_reference(deploy)
+    scores = _scores(tmp_path / "rrl.plan", pairs[:1024])
+    assert np.mean((scores > 0.5) == (reference[:1024] > 0.5)) >= 0.99
