@@ -42,7 +42,7 @@ _ALL = (
     Backend("onnxruntime", "rrl_edge.runtime.onnxruntime_runner", "OnnxRuntimeRunner", (".onnx",),
             objects=("builtins.bytes", "onnxruntime"), options=("threads",)),
     Backend("torch", "rrl_edge.runtime.torch_runner", "TorchRunner", (".pt", ".pth"),
-            objects=("torch", "rrl_edge.models"), options=("threads",)),
+            objects=("torch", "rrl_edge.models"), options=("threads", "device")),
 )
 BACKENDS: Dict[str, Backend] = {b.name: b for b in _ALL}
 SUFFIXES: Dict[str, str] = {suffix: b.name for b in _ALL for suffix in b.suffixes}

@@ -115,7 +115,7 @@ def add_command(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> N
     p.add_argument("--backend", choices=backend_choices(), default="auto",
                    help="default: from the file (.plan -> TensorRT, .onnx -> ONNX Runtime on the CPU, .pt -> PyTorch)")
     p.add_argument("--threads", type=positive_int, help="CPU threads (ONNX Runtime, PyTorch)")
-    p.add_argument("--device", type=int, default=0, help="GPU index for a TensorRT engine (default 0)")
+    p.add_argument("--device", help="TensorRT: GPU index (default 0); PyTorch: cpu (default), cuda or cuda:N")
     p.add_argument("--json", help="write the run's summary (backend, precision, pairs/s, FPR95) here")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_run)

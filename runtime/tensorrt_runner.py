@@ -150,6 +150,16 @@ class _Slot:
         self.device, self.host = {}, {}
 
 
+def gpu_index(device: Union[int, str, None], source: Any = "--device") -> int:
+    """``--device``: 0, "1", "cuda" or "cuda:1" name a GPU by index; anything else is refused in one line."""
+    text = "0" if device is None else str(device).strip().lower()
+    text = "0" if text == "cuda" else text[5:] if text.startswith("cuda:") else text
+    if not text.isdigit():
+        raise InputError(f"{source}: --device {device!r}: a TensorRT engine runs on a GPU: give its index (0, 1, ...) "
+                         "or cuda:N")
+    return int(text)
+
+
 def blocking_event(cuda: Any) -> Any:
     """A CUDA event whose synchronize() sleeps the host thread (BLOCKING_SYNC) instead of spinning a core on
     it; DISABLE_TIMING because it only orders work (CUDA: such events are the cheapest to record and query)."""
@@ -179,9 +189,9 @@ class TensorRTRunner(Runner):
 
     backend = "tensorrt"
 
-    def __init__(self, path: Union[str, Path], device: int = 0, check_manifest: bool = True) -> None:
+    def __init__(self, path: Union[str, Path], device: Union[int, str] = 0, check_manifest: bool = True) -> None:
         super().__init__(path)
-        self.device = int(device)
+        self.device = gpu_index(device, path)
         self.check_manifest = check_manifest
         self.manifest: Optional[EngineManifest] = None
         self.environment: Optional[Environment] = None

@@ -1,25 +1,27 @@
 #!/usr/bin/env bash
-# GPU parity: export the shipped model, build FP32 / FP16 / INT8 TensorRT engines on this machine's GPU,
-# and compare every artifact's FPR95 with the PyTorch checkpoint on the VIS-NIR test split.
+# GPU parity: export the shipped model, then on this machine's GPU
+#   - with TensorRT + pycuda: `rrl-edge device-check` (FP32 / FP16 / INT8 engines, FPR95 parity per category
+#     against PyTorch, benchmark, INT8 kernels) and `rrl-edge parity` of the engines;
+#   - with a CUDA build of PyTorch: the checkpoint on CUDA through `rrl-edge run`, `parity` and `bench`
+#     (a desktop GPU without TensorRT gets numbers too).
+# At least one of the two is needed; each part that cannot run says why in one line.
 #
 #   scripts/gpu_parity.sh [DATA_DIR] [OUT_DIR]
 #     DATA_DIR  VIS-NIR image-pair folder (default: $RRL_EDGE_DATA/vis-nir, else ../shared/data/vis-nir)
 #     OUT_DIR   where the ONNX files, engines and reports go (default: gpu-parity)
 #   CHECKPOINT=path.pt  compare another checkpoint (default: the shipped VIS-NIR model)
-#   PYTHON=...          the Python that has rrl-edge, tensorrt and pycuda (default: .venv/bin/python or python3)
+#   PYTHON=...          the Python that has rrl-edge (and tensorrt, pycuda, or a CUDA torch)
 #
-# Writes OUT_DIR/parity.json and OUT_DIR/parity.png; exits non-zero when a candidate is outside the
-# 0.3-point FPR95 budget. Needs TensorRT, pycuda and an NVIDIA GPU (a Jetson or a desktop card); the
-# export step also needs the workstation extras (pip install -e '.[train,export]').
+# Writes OUT_DIR/device-check.json, OUT_DIR/parity*.json/png, OUT_DIR/bench-cuda.json; exits non-zero when
+# a check fails. The export step needs the workstation extras (pip install -e '.[train,export]').
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -z "${PYTHON:-}" ]; then
-    if [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
+    if [ -x .venv/bin/python ]; then PYTHON=$PWD/.venv/bin/python; else PYTHON=python3; fi
 fi
 rrl_edge() { "$PYTHON" -c 'import sys; from rrl_edge.cli import main; sys.exit(main())' "$@"; }
 
-if ! "$PYTHON" - <<'PY'
-import sys
+TRT_STATUS=$("$PYTHON" - <<'PY'
 from rrl_edge.export.tensorrt_build import tensorrt_status
 ok, reason = tensorrt_status()
 if ok:
@@ -27,14 +29,13 @@ if ok:
         import pycuda.driver  # noqa: F401
     except ImportError:
         ok, reason = False, "pycuda is not installed"
-print(("GPU parity: " if ok else "GPU parity needs TensorRT, pycuda and a CUDA GPU: ") + reason,
-      file=sys.stdout if ok else sys.stderr)
-sys.exit(0 if ok else 1)
+print(("yes " if ok else "no ") + reason)
 PY
-then
-    echo "Install TensorRT and pycuda (JetPack ships them; on a desktop: pip install tensorrt pycuda) and run" \
-         "this on the machine whose GPU will run the engines. Without a GPU, compare the ONNX files with" \
-         "\`rrl-edge parity --candidate OUT/rrl.onnx --candidate OUT/rrl.int8-cpu.onnx ...\` instead." >&2
+)
+TORCH_STATUS=$("$PYTHON" -c 'import torch; print("yes" if torch.cuda.is_available() else "no", torch.__version__, "cuda", torch.version.cuda)' 2>/dev/null || echo "no torch not installed")
+echo "TensorRT: ${TRT_STATUS#* } | PyTorch CUDA: ${TORCH_STATUS#* }"
+if [ "${TRT_STATUS%% *}" != yes ] && [ "${TORCH_STATUS%% *}" != yes ]; then
+    echo "GPU parity needs TensorRT + pycuda or a CUDA build of PyTorch, and an NVIDIA GPU; neither is here." >&2
     exit 1
 fi
 
@@ -44,24 +45,27 @@ if [ -z "$DATA" ]; then
 fi
 OUT=${2:-gpu-parity}
 CHECKPOINT=${CHECKPOINT:-$("$PYTHON" -c 'from rrl_edge.checkpoint import SHIPPED; print(SHIPPED["vis-nir"])')}
-if [ ! -d "$DATA" ]; then
-    echo "GPU parity: data folder $DATA not found (pass the VIS-NIR image-pair folder as the first argument)" >&2
-    exit 1
-fi
-if [ ! -f "$CHECKPOINT" ]; then
-    echo "GPU parity: checkpoint $CHECKPOINT not found" >&2
-    exit 1
-fi
+[ -d "$DATA" ] || { echo "GPU parity: data folder $DATA not found (pass the VIS-NIR folder as the first argument)" >&2; exit 1; }
+[ -f "$CHECKPOINT" ] || { echo "GPU parity: checkpoint $CHECKPOINT not found" >&2; exit 1; }
 mkdir -p "$OUT"
 
-echo "== export (FP32 and INT8 ONNX) to $OUT"
+echo "== export (FP32 and INT8 ONNX, test pairs and PyTorch's scores) to $OUT"
 rrl_edge export --checkpoint "$CHECKPOINT" --int8 --out-dir "$OUT" --quiet
-echo "== TensorRT engines"
-rrl_edge build --onnx "$OUT/rrl.onnx" --engine "$OUT/fp32.plan"
-rrl_edge build --onnx "$OUT/rrl.onnx" --engine "$OUT/fp16.plan" --fp16
-rrl_edge build --onnx "$OUT/rrl.int8.onnx" --engine "$OUT/int8.plan"
-echo "== parity against $CHECKPOINT on $DATA"
-rrl_edge parity --reference "$CHECKPOINT" \
-    --candidate "$OUT/rrl.onnx" --candidate "$OUT/fp32.plan" --candidate "$OUT/fp16.plan" --candidate "$OUT/int8.plan" \
-    --data "$DATA" --budget 0.3 --json "$OUT/parity.json" --plot "$OUT/parity.png"
-echo "GPU parity: report $OUT/parity.json, ROC plot $OUT/parity.png"
+status=0
+if [ "${TRT_STATUS%% *}" = yes ]; then
+    echo "== device check: TensorRT FP32 / FP16 / INT8 engines"
+    rrl_edge device-check --deploy "$OUT" --report "$OUT/device-check.json" --work-dir "$OUT/engines" || status=1
+    echo "== parity of the engines against $CHECKPOINT on $DATA"
+    rrl_edge parity --reference "$CHECKPOINT" --candidate "$OUT/rrl.onnx" --candidate "$OUT/engines/rrl.fp32.plan" \
+        --candidate "$OUT/engines/rrl.fp16.plan" --candidate "$OUT/engines/rrl.int8.plan" \
+        --data "$DATA" --budget 0.3 --json "$OUT/parity.json" --plot "$OUT/parity.png" || status=1
+fi
+if [ "${TORCH_STATUS%% *}" = yes ]; then
+    echo "== PyTorch on CUDA: run, parity (reference: FP32 ONNX on the CPU), bench"
+    rrl_edge run --engine "$CHECKPOINT" --backend torch --device cuda --data "$DATA" --out "$OUT/scores-cuda.npy" || status=1
+    RRL_EDGE_TORCH_DEVICE=cuda rrl_edge parity --reference "$OUT/rrl.onnx" --candidate "$CHECKPOINT" --data "$DATA" \
+        --budget 0.3 --json "$OUT/parity-cuda.json" --plot "$OUT/parity-cuda.png" || status=1
+    RRL_EDGE_TORCH_DEVICE=cuda rrl_edge bench "$CHECKPOINT" "$OUT/rrl.onnx" --batch 1,8,64,256 --json "$OUT/bench-cuda.json" || status=1
+fi
+echo "GPU parity: reports in $OUT (exit $status)"
+exit $status
