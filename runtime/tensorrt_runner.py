@@ -25,7 +25,7 @@ import numpy as np
 
 from rrl_edge.errors import InputError, RRLEdgeError
 from rrl_edge.contracts import INPUT_NAMES, OUTPUT_NAME, PATCH_SIZE
-from rrl_edge.manifest import EngineManifest, Environment, engine_name_for, rebuild_hint, version_triple
+from rrl_edge.manifest import EngineManifest, Environment, rebuild_hint, version_triple
 from rrl_edge.runtime.runner import Batch, Runner
 
 if TYPE_CHECKING:
