@@ -266,4 +266,5 @@ def rebuild_hint(engine: Path, manifest: Optional[EngineManifest] = None) -> str
             flags += " --fp16"
     elif engine.suffix != ".onnx":
         onnx = f"<export folder>/{onnx}"
-    return f"rebuild it on this machine with `rrl-edge build --onnx {onnx} --engine {target}{flags}`"
+    verb = "build an engine from it" if engine.suffix == ".onnx" else "rebuild it"
+    return f"{verb} on this machine with `rrl-edge build --onnx {onnx} --engine {target}{flags}`"
