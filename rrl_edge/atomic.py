@@ -7,11 +7,14 @@ Needs only the standard library: the device runtime uses it too.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Union
+
+from rrl_edge.paths import pid_tag, sweep_stale
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -20,7 +23,8 @@ def atomic_write(path: PathLike, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp)`` on a unique temporary path beside ``path``, then rename it onto ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    sweep_stale(path.parent, [f".{glob.escape(path.name)}.*.tmp"])  # this target's temps from killed runs
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.{pid_tag()}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:

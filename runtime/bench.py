@@ -25,6 +25,7 @@ import numpy as np
 
 from rrl_edge import errors
 from rrl_edge.errors import InputError, RRLEdgeError
+from rrl_edge.limits import MAX_BATCH
 
 DEFAULT_BATCHES = (1, 8, 64, 256)
 MARK = "@@rrl-bench "  # prefix of the child's report lines; anything else it prints is passed through
@@ -85,6 +86,8 @@ def parse_batches(text: str) -> Tuple[int, ...]:
             raise InputError(f"batch size {part!r} is not a whole number (expected e.g. 1,8,64,256)") from None
         if value < 1:
             raise InputError(f"batch size {part!r} must be at least 1")
+        if value > MAX_BATCH:
+            raise InputError(f"batch size {part!r} must be at most {MAX_BATCH} (memory grows with the batch)")
         values.append(value)
     return tuple(values)
 
