@@ -40,7 +40,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     from rrl_edge.contracts import DEFAULT_ENGINE
     from rrl_edge.export.pipeline import ARTIFACTS
-    from rrl_edge.paths import data_inputs, guard_outputs
+    from rrl_edge.data.patchfile import data_inputs
+    from rrl_edge.paths import guard_outputs
 
     engine = args.engine or DEFAULT_ENGINE
     guard_outputs({"--checkpoint": [args.checkpoint], "--calib-data": data_inputs(args.calib_data),

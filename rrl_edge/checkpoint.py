@@ -81,7 +81,7 @@ def read_checkpoint(path: PathLike) -> Dict[str, Any]:
         text = str(exc).lower()
         # torch 2.13 says "unsupported GLOBAL", older ones "Unsupported global": either way a hostile or foreign
         # pickle, and torch's own advice (retry with weights_only=False) would run its code, so it is not repeated.
-        if "unsupported global" not in text and "weights_only" not in text:  # garbage bytes fail with another reason
+        if "unsupported global" not in text:  # garbage bytes fail here too, with another reason
             raise CheckpointError(f"checkpoint {path} is corrupt or not a torch file: {_first_line(exc)}") from None
         raise CheckpointError(
             f"checkpoint {path} holds Python objects besides tensors and plain data, so it is not an rrl-edge "
@@ -103,7 +103,10 @@ def read_checkpoint(path: PathLike) -> Dict[str, Any]:
 
 def _first_line(exc: BaseException) -> str:
     """torch's messages run to dozens of lines, some advising weights_only=False: keep the first, minus that."""
-    lines = [line for line in str(exc).splitlines() if line.strip() and "weights_only" not in line]
+    text = str(exc)
+    if "WeightsUnpickler error:" in text:  # the reason follows torch's paragraph of advice
+        text = text.split("WeightsUnpickler error:", 1)[1]
+    lines = [line.strip() for line in text.splitlines() if line.strip() and "weights_only" not in line]
     return (lines[0] if lines else type(exc).__name__)[:300]
 
 

@@ -83,7 +83,8 @@ def cmd_data_build(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Refuse outputs over inputs and a used --out-dir, hold the folder's lock, then train."""
-    from rrl_edge.paths import RunLock, data_inputs, guard_outputs, resolve
+    from rrl_edge.data.patchfile import data_inputs
+    from rrl_edge.paths import RunLock, guard_outputs, resolve
 
     data = _data_path(args.data)
     out_dir = Path(args.out_dir)
@@ -153,7 +154,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from rrl_edge.patch_sources import load_sets
 
     from rrl_edge.data.patchfile import check_both_classes
-    from rrl_edge.paths import data_inputs, guard_outputs
+    from rrl_edge.data.patchfile import data_inputs
+    from rrl_edge.paths import guard_outputs
 
     data = _data_path(args.data)
     guard_outputs({"--data": data_inputs(data, args.labels), "--checkpoint": [args.checkpoint]},

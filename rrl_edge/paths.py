@@ -3,7 +3,8 @@
 Every command (run, eval, parity, bench, export, build, data build, train) calls :func:`guard_outputs`
 before it reads or computes anything: each output file (``--out``, ``--json``, ``--roc``, ``--plot``) and
 each file an output folder will hold (``--out-dir`` contents) is resolved (symlinks too) and compared
-with every input (resolved; a patch file brings the labels found beside it). A match, an output inside
+with every input (resolved; a patch file brings the labels found beside it:
+``rrl_edge.data.patchfile.data_inputs``). A match, an output inside
 an input data folder, or an input inside a folder that will be replaced is refused in one line, so no
 command can write scores over a patch file or a PNG over a checkpoint. The same pass refuses outputs
 that could not be written (a folder where a file is wanted, a parent that is a file, a dangling symlink),
@@ -38,23 +39,6 @@ def resolve(path: PathLike) -> Path:
 
 def _is_within(child: Path, folder: Path) -> bool:
     return child == folder or folder in child.parents
-
-
-def data_inputs(data: Optional[PathLike], labels: Optional[PathLike] = None) -> List[Path]:
-    """What reading ``data`` reads: the file or folder itself, and for a patch file the labels beside it."""
-    out: List[Path] = []
-    if data:
-        out.append(Path(data))
-        if Path(data).is_file() and Path(data).suffix.lower() == ".npy":
-            try:
-                from rrl_edge.data.patchfile import label_candidates
-            except ImportError:  # no numpy: nothing reads the labels either
-                pass
-            else:
-                out += [c for c in label_candidates(Path(data)) if c.is_file()]
-    if labels:
-        out.append(Path(labels))
-    return out
 
 
 def _check_writable_file(flag: str, path: Path) -> None:

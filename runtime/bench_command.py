@@ -27,7 +27,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from rrl_edge.atomic import write_json
     from rrl_edge.runtime.bench import BenchConfig, check_artifact, format_table, make_input, plot_bench, run_bench, to_json
 
-    from rrl_edge.paths import data_inputs, guard_outputs
+    from rrl_edge.data.patchfile import data_inputs
+    from rrl_edge.paths import guard_outputs
 
     for artifact in args.artifacts:  # fail on a bad name before loading data
         check_artifact(artifact, args.backend)

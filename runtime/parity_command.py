@@ -84,7 +84,8 @@ def cmd_parity(args: argparse.Namespace) -> int:
     from rrl_edge.runtime.inputs import load_inputs
     from rrl_edge.runtime.parity import format_markdown, plot_parity_roc, run_parity
 
-    from rrl_edge.paths import data_inputs, guard_outputs
+    from rrl_edge.data.patchfile import data_inputs
+    from rrl_edge.paths import guard_outputs
 
     _check_output("--json", args.json)
     _check_output("--plot", args.plot)

@@ -62,7 +62,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from rrl_edge.runtime.registry import make_runner, runner_options
     from rrl_edge.runtime.runner import score_pairs
 
-    from rrl_edge.paths import data_inputs, guard_outputs
+    from rrl_edge.data.patchfile import data_inputs
+    from rrl_edge.paths import guard_outputs
 
     out = Path(args.out) if args.out else None
     if out is not None and out.suffix.lower() not in OUT_SUFFIXES:

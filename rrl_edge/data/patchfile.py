@@ -80,7 +80,17 @@ def _label_candidates(patches_path: Path) -> List[Path]:
     return out
 
 
-label_candidates = _label_candidates  # what "labels beside it" means, for rrl_edge.paths (never write over them)
+def data_inputs(data: Optional[PathLike], labels: Optional[PathLike] = None) -> List[Path]:
+    """What reading ``data`` reads, for the output guard (rrl_edge.paths): the file or folder itself, and for a
+    patch file every labels file beside it that the loader could pick."""
+    out: List[Path] = []
+    if data:
+        out.append(Path(data))
+        if Path(data).is_file() and Path(data).suffix.lower() == ".npy":
+            out += [c for c in _label_candidates(Path(data)) if c.is_file()]
+    if labels:
+        out.append(Path(labels))
+    return out
 
 
 def check_npy_size(path: Path, what: str = "array") -> None:
