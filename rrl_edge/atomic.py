@@ -31,6 +31,10 @@ def atomic_write(path: PathLike, write: Callable[[Path], None]) -> Path:
         write(tmp)
         os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; artifacts are meant to be shared
         os.replace(tmp, path)
+    except OSError as exc:
+        if exc.filename is None:  # a full disk says only "No space left on device": name the file
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
+        raise
     finally:
         tmp.unlink(missing_ok=True)
     return path

@@ -89,6 +89,10 @@ def cmd_parity(args: argparse.Namespace) -> int:
 
     _check_output("--json", args.json)
     _check_output("--plot", args.plot)
+    from rrl_edge.runtime.bench import check_artifact
+
+    for artifact in [args.reference, *args.candidate]:  # a missing or unknown artifact before the data loads
+        check_artifact(artifact)
     guard_outputs({"--reference": [args.reference], "--candidate": args.candidate,
                    "--data": data_inputs(args.data, args.labels)}, files={"--json": args.json, "--plot": args.plot})
     if args.plot:

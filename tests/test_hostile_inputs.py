@@ -442,7 +442,7 @@ def test_oserror_mid_write_is_one_line(tmp_path: Path, checkpoint: Path, capsys:
     def full_disk(path, write):
         def failing(tmp):
             tmp.write_bytes(b"partial")
-            raise OSError(errno.ENOSPC, "No space left on device", str(tmp))
+            raise OSError(errno.ENOSPC, "No space left on device")  # as write() raises it: no file name
         return real(path, failing)
 
     monkeypatch.setattr(atomic, "atomic_write", full_disk)
