@@ -63,7 +63,6 @@ def cmd_model_info(args: argparse.Namespace) -> int:
 
 def cmd_data_build(args: argparse.Namespace) -> int:
     from rrl_edge.data.build import build_dataset, ensure_dataset
-
     from rrl_edge.paths import guard_outputs
 
     data = _data_path(args.data)
@@ -153,8 +152,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from rrl_edge.runtime.registry import score_with
     from rrl_edge.patch_sources import load_sets
 
-    from rrl_edge.data.patchfile import check_both_classes
-    from rrl_edge.data.patchfile import data_inputs
+    from rrl_edge.data.patchfile import check_both_classes, data_inputs
     from rrl_edge.paths import guard_outputs
 
     data = _data_path(args.data)
