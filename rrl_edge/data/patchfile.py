@@ -100,9 +100,9 @@ def check_npy_size(path: Path, what: str = "array") -> None:
         with open(path, "rb") as fh:
             version = np.lib.format.read_magic(fh)
             if version == (1, 0):
-                shape, _, dtype = np.lib.format.read_array_header_1_0(fh, max_header_size=100_000)
+                shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
             else:
-                shape, _, dtype = np.lib.format.read_array_header_2_0(fh, max_header_size=100_000)
+                shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
             offset = fh.tell()
     except (ValueError, OSError, EOFError, SyntaxError) as e:
         raise DataError(f"{path}: not a readable .npy {what} file ({' '.join(str(e).split())[:200]})") from None
