@@ -12,7 +12,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import NoReturn, Optional, Sequence
 
 from rrl_edge.argtypes import batch_size, learning_rate, positive_float, positive_int, thread_count, width
 from rrl_edge.errors import OutputError, RRLEdgeError, Terminated
@@ -202,8 +202,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad flag is one line like every other error (no usage block); --help still shows it."""
+
+    def error(self, message: str) -> "NoReturn":  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rrl-edge", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="rrl-edge", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("model-info", help="parameters and GFLOPs of the deployed and training graphs")

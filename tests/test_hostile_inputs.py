@@ -100,8 +100,7 @@ def run_cli(argv: Sequence[str], capsys: pytest.CaptureFixture) -> tuple:
 
 
 def assert_refused(code: int, err: str, names: Sequence[str], want: int = 2) -> None:
-    lines = [line for line in err.splitlines() if line.strip() and not line.startswith("usage:")
-             and not line.startswith(" ")]
+    lines = [line for line in err.splitlines() if line.strip()]
     assert code == want, err
     assert "Traceback" not in err, err
     assert len(lines) == 1, err
