@@ -66,7 +66,7 @@ def _check_writable_dir(flag: str, path: Path) -> None:
         raise OutputError(f"{flag} {path}: is a symlink to {os.readlink(path)}, which does not exist")
     if path.exists():
         if not path.is_dir():
-            raise OutputError(f"{flag}: {path} is a file, expected a folder")
+            raise OutputError(f"{flag} {path}: is a file, expected a folder")
         if not os.access(path, os.W_OK | os.X_OK):
             raise OutputError(f"{flag} {path}: cannot write in it (permission denied or read-only)")
         return
