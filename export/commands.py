@@ -35,6 +35,15 @@ def _profile(args: argparse.Namespace):  # -> BatchProfile
 def cmd_export(args: argparse.Namespace) -> int:
     from rrl_edge.export.pipeline import ExportOptions, run_export
 
+    from rrl_edge.contracts import DEFAULT_ENGINE
+    from rrl_edge.export.pipeline import ARTIFACTS
+    from rrl_edge.data.patchfile import data_inputs
+    from rrl_edge.paths import guard_outputs
+
+    engine = args.engine or DEFAULT_ENGINE
+    guard_outputs({"--checkpoint": [args.checkpoint], "--calib-data": data_inputs(args.calib_data),
+                   "--eval-data": data_inputs(args.eval_data), "--timing-cache": [args.timing_cache]},
+                  folders={"--out-dir": (args.out_dir, [*ARTIFACTS, engine, engine + ".json"])})
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     run_export(ExportOptions(
         out_dir=Path(args.out_dir), checkpoint=_path(args.checkpoint), int8=args.int8, fp16=args.fp16,
@@ -49,6 +58,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_build(args: argparse.Namespace) -> int:
     from rrl_edge.export.tensorrt_build import EngineRequest, build_engine, manifest_path
 
+    from rrl_edge.paths import guard_outputs
+
+    guard_outputs({"--onnx": [args.onnx]}, files={"--engine": args.engine, "manifest": f"{args.engine}.json"})
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     request = EngineRequest(Path(args.onnx), Path(args.engine), _profile(args), args.workspace, args.fp16,
                             _path(args.timing_cache))

@@ -173,7 +173,10 @@ def run_export(opts: ExportOptions) -> Dict[str, Any]:
 
     created = not opts.out_dir.exists()
     opts.out_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".export-", dir=opts.out_dir))
+    from rrl_edge.paths import pid_tag, sweep_stale
+
+    sweep_stale(opts.out_dir, [".export-*"])  # staging folders of killed exports
+    staging = Path(tempfile.mkdtemp(prefix=f".export-{pid_tag()}-", dir=opts.out_dir))
     try:
         proto = export_onnx(model, staging / "exported.onnx")
         first = next(iter(proof.values())).patches[:256]

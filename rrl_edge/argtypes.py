@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Callable, TypeVar
 
+from rrl_edge.limits import MAX_BATCH, MAX_LR, MAX_THREADS, MAX_WIDTH
+
 N = TypeVar("N", int, float)
 
 
@@ -36,3 +38,20 @@ def positive_float(text: str) -> float:
 def non_negative_float(text: str) -> float:
     """A finite number >= 0 (seconds)."""
     return _number(text, float, "a number", lambda v: v >= 0, "must not be negative")
+
+
+def at_most(kind: Callable[[str], N], limit: N, what: str) -> Callable[[str], N]:
+    def parse(text: str) -> N:
+        value = kind(text)
+        if value > limit:
+            raise argparse.ArgumentTypeError(f"{what} must be at most {limit}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+batch_size = at_most(positive_int, MAX_BATCH, "a batch size")  # pairs per call: bounds memory (see limits)
+thread_count = at_most(positive_int, MAX_THREADS, "a thread count")
+width = at_most(positive_float, MAX_WIDTH, "the width multiplier")
+learning_rate = at_most(positive_float, MAX_LR, "the learning rate")

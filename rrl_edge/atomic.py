@@ -7,11 +7,14 @@ Needs only the standard library: the device runtime uses it too.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Union
+
+from rrl_edge.paths import pid_tag, sweep_stale
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -20,13 +23,18 @@ def atomic_write(path: PathLike, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp)`` on a unique temporary path beside ``path``, then rename it onto ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    sweep_stale(path.parent, [f".{glob.escape(path.name)}.*.tmp"])  # this target's temps from killed runs
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.{pid_tag()}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
         write(tmp)
         os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; artifacts are meant to be shared
         os.replace(tmp, path)
+    except OSError as exc:
+        if exc.filename is None:  # a full disk says only "No space left on device": name the file
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
+        raise
     finally:
         tmp.unlink(missing_ok=True)
     return path

@@ -16,6 +16,7 @@ import torch
 
 from rrl_edge.atomic import atomic_write
 from rrl_edge.errors import CheckpointError
+from rrl_edge.limits import MAX_CHANNELS, MAX_WIDTH
 from rrl_edge.models.rrlnet import RRLNet, RRLNetConfig, RRLNetTrain
 
 FORMAT = "rrl-edge-checkpoint"
@@ -77,25 +78,99 @@ def read_checkpoint(path: PathLike) -> Dict[str, Any]:
         # weights_only: a foreign pickle is refused before any of its code can run
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "Unsupported global" not in str(exc):  # garbage bytes fail here too, with another reason
-            raise CheckpointError(f"checkpoint {path} is corrupt or not a torch file: {exc}") from None
+        text = str(exc).lower()
+        # torch 2.13 says "unsupported GLOBAL", older ones "Unsupported global": either way a hostile or foreign
+        # pickle, and torch's own advice (retry with weights_only=False) would run its code, so it is not repeated.
+        if "unsupported global" not in text:  # garbage bytes fail here too, with another reason
+            raise CheckpointError(f"checkpoint {path} is corrupt or not a torch file: {_first_line(exc)}") from None
         raise CheckpointError(
             f"checkpoint {path} holds Python objects besides tensors and plain data, so it is not an rrl-edge "
             "checkpoint; refused without running them"
         ) from None
     except Exception as exc:  # torch raises many kinds for truncated or foreign files
-        raise CheckpointError(f"checkpoint {path} is corrupt or not a torch file: {exc}") from None
+        raise CheckpointError(f"checkpoint {path} is corrupt or not a torch file: {_first_line(exc)}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(
             f"checkpoint {path} is not an rrl-edge checkpoint (no format={FORMAT!r} entry); "
             "it may come from another project"
         )
-    if payload.get("format_version", 0) > FORMAT_VERSION:
-        raise CheckpointError(f"checkpoint {path} has format version {payload['format_version']}, newer than this rrl-edge")
     for key in ("config", "state_dict", "graph"):
         if key not in payload:
             raise CheckpointError(f"checkpoint {path} lacks its {key!r} entry")
+    check_payload(payload, path)
     return payload
+
+
+def _first_line(exc: BaseException) -> str:
+    """torch's messages run to dozens of lines, some advising weights_only=False: keep the first, minus that."""
+    text = str(exc)
+    if "WeightsUnpickler error:" in text:  # the reason follows torch's paragraph of advice
+        text = text.split("WeightsUnpickler error:", 1)[1]
+    lines = [line.strip() for line in text.splitlines() if line.strip() and "weights_only" not in line]
+    return (lines[0] if lines else type(exc).__name__)[:300]
+
+
+GRAPHS = ("deploy", "train")
+# run_state field -> accepted types (bool is not an int here)
+RUN_STATE_TYPES: Dict[str, Tuple[type, ...]] = {
+    "step": (int,), "epoch": (int,), "batch_in_epoch": (int,), "minutes": (int, float),
+    "best_val_fpr95": (int, float), "history": (list,),
+}
+
+
+def _is_number(value: Any, kinds: Tuple[type, ...]) -> bool:
+    return isinstance(value, kinds) and not isinstance(value, bool)
+
+
+def check_payload(payload: Dict[str, Any], path: Path) -> None:
+    """The types of every entry a later step relies on, so a wrong one is a one-line refusal here and never a
+    traceback in the middle of loading, resuming or exporting."""
+    version = payload.get("format_version", 0)
+    if not _is_number(version, (int,)):
+        raise CheckpointError(f"checkpoint {path}: format_version is {version!r}, expected a whole number")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(f"checkpoint {path} has format version {version}, newer than this rrl-edge")
+    if payload["graph"] not in GRAPHS:
+        raise CheckpointError(f"checkpoint {path}: graph is {payload['graph']!r}, expected one of {GRAPHS}")
+    state = payload["state_dict"]
+    if not isinstance(state, dict) or not state:
+        raise CheckpointError(f"checkpoint {path}: state_dict is a {type(state).__name__}, expected a dict of tensors")
+    for key, value in state.items():
+        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"checkpoint {path}: state_dict entry {key!r} is a {type(value).__name__}, "
+                                  "expected a tensor")
+        # BatchNorm's batch counter is the one integer buffer of the network; every weight is a float
+        if not value.is_floating_point() and not key.endswith("num_batches_tracked"):
+            raise CheckpointError(f"checkpoint {path}: weight {key} has dtype {value.dtype}, expected a float")
+    config = payload["config"]
+    if not isinstance(config, dict):
+        raise CheckpointError(f"checkpoint {path}: config is a {type(config).__name__}, expected a dict")
+    width = config.get("width", 1.0)
+    if not _is_number(width, (int, float)) or not 0 < width <= MAX_WIDTH:
+        raise CheckpointError(f"checkpoint {path}: config width {width!r} is not a number in (0, {MAX_WIDTH}]")
+    for key, value in config.items():
+        if key.endswith("_widths"):
+            if not isinstance(value, (list, tuple)) or not all(_is_number(v, (int,)) and 0 < v for v in value):
+                raise CheckpointError(f"checkpoint {path}: config {key} is {value!r}, expected positive whole numbers")
+            if max(value, default=0) * width > MAX_CHANNELS:
+                raise CheckpointError(f"checkpoint {path}: config {key} asks for {max(value) * width:.0f} channels, "
+                                      f"more than {MAX_CHANNELS}")
+    run_state = payload.get("run_state")
+    if run_state is not None:
+        if not isinstance(run_state, dict):
+            raise CheckpointError(f"checkpoint {path}: run_state is a {type(run_state).__name__}, expected a dict")
+        for key, value in run_state.items():
+            kinds = RUN_STATE_TYPES.get(key)
+            if kinds is None:
+                raise CheckpointError(f"checkpoint {path}: run_state has an unknown entry {key!r}")
+            if not _is_number(value, kinds):
+                raise CheckpointError(f"checkpoint {path}: run_state {key} is {value!r}, expected "
+                                      f"{' or '.join(k.__name__ for k in kinds)}")
+        missing = sorted(set(RUN_STATE_TYPES) - set(run_state))
+        if missing:
+            raise CheckpointError(f"checkpoint {path}: run_state lacks {', '.join(missing)}")
+    if "optimizer" in payload and not isinstance(payload["optimizer"], dict):
+        raise CheckpointError(f"checkpoint {path}: optimizer is a {type(payload['optimizer']).__name__}, expected a dict")
 
 
 def _build(payload: Dict[str, Any], path: Path) -> Union[RRLNet, RRLNetTrain]:

@@ -9,12 +9,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import NoReturn, Optional, Sequence
 
-from rrl_edge.argtypes import positive_float, positive_int
-from rrl_edge.errors import RRLEdgeError
+from rrl_edge.argtypes import batch_size, learning_rate, positive_float, positive_int, thread_count, width
+from rrl_edge.errors import OutputError, RRLEdgeError, Terminated
 
 
 def _add_patch_options(p: argparse.ArgumentParser) -> None:
@@ -62,8 +63,10 @@ def cmd_model_info(args: argparse.Namespace) -> int:
 
 def cmd_data_build(args: argparse.Namespace) -> int:
     from rrl_edge.data.build import build_dataset, ensure_dataset
+    from rrl_edge.paths import guard_outputs
 
     data = _data_path(args.data)
+    guard_outputs({"--data": [data]}, folders={"--out": (args.out, None)})  # the whole --out is replaced
     config = _patch_config(args)
     if args.out:
         manifest = build_dataset(data, Path(args.out), config, progress=not args.quiet)
@@ -78,21 +81,52 @@ def cmd_data_build(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from rrl_edge.data.patchfile import load_patch_file
+    """Refuse outputs over inputs and a used --out-dir, hold the folder's lock, then train."""
+    from rrl_edge.data.patchfile import data_inputs
+    from rrl_edge.paths import RunLock, guard_outputs, resolve
+
+    data = _data_path(args.data)
+    out_dir = Path(args.out_dir)
+    resume = args.resume if args.resume and resolve(args.resume) != resolve(out_dir / "last.pt") else None
+    guard_outputs({"--data": data_inputs(data), "--val-data": data_inputs(args.val_data), "--resume": [resume],
+                   "--init-from": [args.init_from if args.init_from != "shipped" else None]},
+                  folders={"--out-dir": (out_dir, list(RUN_FILES))})
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (args.resume or args.overwrite):
+        held = ", ".join(sorted(p.name for p in out_dir.iterdir())[:4])
+        raise OutputError(f"--out-dir {out_dir}: is not empty (holds {held}); pass --resume {out_dir / 'last.pt'} to "
+                          "continue its run, --overwrite to replace it, or choose another folder")
+    is_main = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 reports and writes
+    lock = RunLock(out_dir).acquire() if is_main else None  # a second run on this folder is refused
+    try:
+        return _train_locked(args, data, is_main)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+RUN_FILES = ("best.pt", "last.pt", "curve.json", "curve.png")  # what a training run writes in --out-dir
+
+
+def _train_locked(args: argparse.Namespace, data: Path, is_main: bool) -> int:
+    from rrl_edge.data.patchfile import check_both_classes, load_patch_file
     from rrl_edge.patch_sources import concat, load_sets, split_off_validation
     from rrl_edge.training.trainer import TrainConfig, train
 
-    data = _data_path(args.data)
     config = _patch_config(args)
     train_sets, info = load_sets(data, "train", config, progress=not args.quiet)
     train_set = concat(train_sets, "train")
+    check_both_classes(train_set.labels, f"{data} (training pairs)")
     if args.val_data:
         val_set = load_patch_file(Path(args.val_data))
+        val_source = args.val_data
     elif info["layout"] == "patch-file":
         train_set, val_set = split_off_validation(train_set, args.seed)
+        val_source = f"{data} (held-out validation pairs)"
         print(f"no --val-data: holding out {len(val_set)} of the file's pairs for validation")
     else:
         val_set = concat(load_sets(data, "val", config, progress=False)[0], "val")
+        val_source = f"{data} (validation split)"
+    check_both_classes(val_set.labels, val_source)
     cfg = TrainConfig(
         out_dir=args.out_dir, width=args.width, batch_size=args.batch_size, lr=args.lr, schedule=args.schedule,
         warmup_steps=args.warmup_steps, epochs=args.epochs, max_steps=args.max_steps, max_minutes=args.max_minutes,
@@ -100,7 +134,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         resume=args.resume, init_from=args.init_from, progress=not args.quiet, compile=args.compile,
     )
     info["patch_config"] = config.__dict__ if hasattr(config, "__dict__") else str(config)
-    is_main = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 reports
     if is_main:
         print(f"training on {len(train_set)} pairs, validating on {len(val_set)} pairs; writing {cfg.out_dir}")
     state = train(cfg, train_set, val_set, info)
@@ -119,7 +152,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from rrl_edge.runtime.registry import score_with
     from rrl_edge.patch_sources import load_sets
 
+    from rrl_edge.data.patchfile import check_both_classes, data_inputs
+    from rrl_edge.paths import guard_outputs
+
     data = _data_path(args.data)
+    guard_outputs({"--data": data_inputs(data, args.labels), "--checkpoint": [args.checkpoint]},
+                  files={"--json": args.json, "--roc": args.roc})
     sets, info = load_sets(data, args.split, _patch_config(args), labels=Path(args.labels) if args.labels else None,
                            progress=not args.quiet)
     if args.categories:
@@ -128,6 +166,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if missing:
             raise RRLEdgeError(f"--categories: {missing} not in {data} (it has {sorted(sets)})")
         sets = {c: sets[c] for c in wanted}
+    for name, ps in sets.items():  # before any scoring
+        check_both_classes(ps.labels, f"{info['source']} [{name}]")
     model, meta = load_model(args.checkpoint or shipped_for_layout(info["layout"]))
     scores = {}
 
@@ -162,12 +202,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad flag is one line like every other error (no usage block); --help still shows it."""
+
+    def error(self, message: str) -> "NoReturn":  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rrl-edge", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="rrl-edge", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("model-info", help="parameters and GFLOPs of the deployed and training graphs")
-    p.add_argument("--width", type=positive_float, default=1.0, help="channel multiplier (1.0 = the paper)")
+    p.add_argument("--width", type=width, default=1.0, help="channel multiplier (1.0 = the paper; at most 2)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_model_info)
 
@@ -184,19 +231,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="image-pair folder or published .npy patch file (default: shared VIS-NIR)")
     p.add_argument("--val-data", help="validation patch file (with a patch-file --data)")
     p.add_argument("--out-dir", default="runs/rrlnet")
-    p.add_argument("--width", type=positive_float, default=0.25)
-    p.add_argument("--batch-size", type=positive_int, default=64)
-    p.add_argument("--lr", type=positive_float, default=1e-3, help="peak learning rate of Nadam (paper: 2e-4 constant)")
+    p.add_argument("--width", type=width, default=0.25)
+    p.add_argument("--batch-size", type=batch_size, default=64)
+    p.add_argument("--lr", type=learning_rate, default=1e-3, help="peak learning rate of Nadam (paper: 2e-4 constant)")
     p.add_argument("--schedule", choices=("cosine", "constant"), default="cosine")
     p.add_argument("--warmup-steps", type=int, default=200)
     p.add_argument("--epochs", type=positive_float, default=10.0, help="passes over the training pairs")
     p.add_argument("--max-steps", type=positive_int)
     p.add_argument("--max-minutes", type=positive_float)
     p.add_argument("--eval-every", type=positive_int, default=250)
-    p.add_argument("--threads", type=positive_int)
+    p.add_argument("--threads", type=thread_count)
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--compile", action="store_true", help="torch.compile the training graph (slow start, faster steps)")
     p.add_argument("--resume", help="a last.pt to continue exactly where it stopped")
+    p.add_argument("--overwrite", action="store_true", help="train into a non-empty --out-dir, replacing its run")
     p.add_argument("--init-from", help="start from a checkpoint's weights ('shipped': the packaged model for this data)")
     p.add_argument("--quiet", action="store_true")
     _add_patch_options(p)
@@ -209,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=("train", "val", "test"), default="test")
     p.add_argument("--categories", help="comma-separated subset of categories")
     p.add_argument("--baseline", choices=("sift",), help="also score a classical baseline")
-    p.add_argument("--batch-size", type=positive_int, default=256)
+    p.add_argument("--batch-size", type=batch_size, default=256)
     p.add_argument("--json", help="write {categories: {name: {fpr95, pairs}}, mean_fpr95} here")
     p.add_argument("--roc", help="write a ROC plot (PNG) here")
     p.add_argument("--quiet", action="store_true")
@@ -223,13 +271,74 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Which extra brings a package a command imported (the top-level module of the ImportError).
+EXTRAS = {"torch": "train", "cv2": "train", "PIL": "train", "matplotlib": "train", "sklearn": "runtime",
+          "tqdm": "runtime", "onnx": "export", "onnxsim": "export", "onnxslim": "export", "onnxruntime": "export",
+          "polygraphy": "export", "tensorrt": "tensorrt", "pycuda": "tensorrt"}
+_SUBJECT_FLAGS = ("engine", "checkpoint", "reference", "onnx", "resume", "init_from", "data", "artifacts", "out_dir",
+                  "out", "json")
+
+
+def _subject(args: argparse.Namespace) -> str:
+    """The file a command was mainly about, for messages about errors that do not name one themselves."""
+    for name in _SUBJECT_FLAGS:
+        value = getattr(args, name, None)
+        if isinstance(value, list):
+            value = value[0] if value else None
+        if value:
+            return str(value)
+    return "(no file)"
+
+
+def _one_line(exc: BaseException, args: argparse.Namespace) -> str:
+    """What escaped a command, as one line that names the file."""
+    if isinstance(exc, ImportError) and not isinstance(exc, RRLEdgeError):
+        module = (exc.name or "").split(".")[0]
+        extra = EXTRAS.get(module)
+        hint = f"pip install 'rrl-edge[{extra}]'" if extra else f"pip install {module or 'the missing package'}"
+        return f"{_subject(args)}: needs {module or 'a package'} ({exc}); install it with: {hint}"
+    if isinstance(exc, OSError) and not isinstance(exc, RRLEdgeError):
+        where = exc.filename or _subject(args)
+        also = f" -> {exc.filename2}" if exc.filename2 else ""
+        return f"{where}{also}: {exc.strerror or type(exc).__name__}" + (f" ({exc})" if not exc.strerror else "")
+    if isinstance(exc, MemoryError):
+        return f"{_subject(args)}: out of memory ({exc or 'MemoryError'})"
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, RRLEdgeError):
+        return text
+    return f"{_subject(args)}: {type(exc).__name__}: {text[:500]}"
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated(f"terminated by signal {signum}")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run one command. Whatever escapes it becomes one line on stderr and an exit code: 2 for an error, 130
+    for Ctrl-C, 143 for SIGTERM (raised as an exception, so temp files and staging folders are removed on the
+    way out). RRL_EDGE_DEBUG=1 shows the traceback instead."""
     args = build_parser().parse_args(argv)
+    previous = None
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread (a test calling main in a thread): no handler
+        pass
     try:
         return int(args.func(args))
-    except RRLEdgeError as exc:
-        print(f"rrl-edge {args.command}: error: {exc}", file=sys.stderr)
+    except Terminated:
+        print(f"rrl-edge {args.command}: terminated (SIGTERM); temporary files removed", file=sys.stderr)
+        return 143
+    except KeyboardInterrupt:
+        print(f"rrl-edge {args.command}: interrupted; temporary files removed", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001  (the one place every failure becomes one line)
+        if os.environ.get("RRL_EDGE_DEBUG") and not isinstance(exc, RRLEdgeError):
+            raise
+        print(f"rrl-edge {args.command}: error: {_one_line(exc, args)}", file=sys.stderr)
         return 2
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

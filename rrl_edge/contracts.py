@@ -53,7 +53,7 @@ def sha256_file(path: "os.PathLike[str] | str") -> str:
 
 
 def check_pairs(pairs: np.ndarray, source: str = "input") -> None:
-    """(N, 2, 64, 64) uint8 in [0, 255], or float in [0, 1] with no NaN; N > 0. Errors name ``source``."""
+    """(N, 2, 64, 64) uint8 in [0, 255], or float in [0, 1] (checked) with no NaN; N > 0. Errors name ``source``."""
     if not isinstance(pairs, np.ndarray):
         raise InputError(f"{source}: expected a numpy array of patch pairs, got {type(pairs).__name__}")
     if pairs.ndim != 4 or pairs.shape[1:] != PAIR_SHAPE:
@@ -67,6 +67,10 @@ def check_pairs(pairs: np.ndarray, source: str = "input") -> None:
     if not np.isfinite(pairs).all():
         bad = int((~np.isfinite(pairs)).any(axis=(1, 2, 3)).sum())
         raise InputError(f"{source}: {bad} patch pair(s) contain NaN or infinity")
+    lo, hi = float(pairs.min()), float(pairs.max())
+    if lo < 0.0 or hi > 1.0:  # 0..255 floats would be scored as if scaled: all white
+        raise InputError(f"{source}: float patch pairs must be scaled to 0..1, these span {lo:g}..{hi:g}; "
+                         "store uint8 pixels (0..255) instead")
 
 
 def to_unit_float(pairs: np.ndarray) -> np.ndarray:

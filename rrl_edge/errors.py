@@ -19,3 +19,15 @@ class InputError(RRLEdgeError, ValueError):
 
 class ExportError(RRLEdgeError, ValueError):
     """ONNX export, INT8 calibration or TensorRT engine building that cannot go on (bad flags, folders, budget)."""
+
+
+class OutputError(RRLEdgeError, ValueError):
+    """An output path that would overwrite an input, cannot be written, or is in use by another run."""
+
+
+class MissingDependency(RRLEdgeError, ImportError):
+    """An optional package a command needs is not installed; the message says which extra brings it."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so every ``finally`` (temp files, staging folders, locks) still runs."""

@@ -12,7 +12,7 @@ except ImportError:  # a device with numpy only (JetPack + TensorRT): the same c
     roc_curve = None
 
 
-def fpr95(labels: np.ndarray, scores: np.ndarray) -> float:
+def fpr95(labels: np.ndarray, scores: np.ndarray, source: str = "fpr95") -> float:
     """As in the RRL-Net authors' code: sklearn's ROC on (label, score), FPR interpolated at TPR 0.95.
 
     Ties in the score matter: roc_curve puts tied scores on one threshold, and the linear
@@ -21,13 +21,13 @@ def fpr95(labels: np.ndarray, scores: np.ndarray) -> float:
     labels = np.asarray(labels).ravel()
     scores = np.asarray(scores, dtype=np.float64).ravel()
     if labels.shape != scores.shape:
-        raise InputError(f"fpr95: {labels.size} labels but {scores.size} scores")
+        raise InputError(f"{source}: {labels.size} labels but {scores.size} scores")
     if not np.all(np.isfinite(scores)):
-        raise InputError("fpr95: scores contain NaN or infinity")
+        raise InputError(f"{source}: scores contain NaN or infinity")
     if not np.isin(labels, (0, 1)).all():
-        raise InputError("fpr95: labels must be 0 or 1")
+        raise InputError(f"{source}: labels must be 0 or 1")
     if labels.min() == labels.max():
-        raise InputError("fpr95: needs both matching (1) and non-matching (0) pairs")
+        raise InputError(f"{source}: FPR95 needs both matching (1) and non-matching (0) pairs")
     fpr, tpr = roc_curve(labels, scores)[:2] if roc_curve is not None else roc_points(labels, scores)
     return float(np.interp(0.95, tpr, fpr) * 100.0)
 

@@ -25,6 +25,7 @@ import numpy as np
 
 from rrl_edge import errors
 from rrl_edge.errors import InputError, RRLEdgeError
+from rrl_edge.limits import MAX_BATCH
 
 DEFAULT_BATCHES = (1, 8, 64, 256)
 MARK = "@@rrl-bench "  # prefix of the child's report lines; anything else it prints is passed through
@@ -85,6 +86,8 @@ def parse_batches(text: str) -> Tuple[int, ...]:
             raise InputError(f"batch size {part!r} is not a whole number (expected e.g. 1,8,64,256)") from None
         if value < 1:
             raise InputError(f"batch size {part!r} must be at least 1")
+        if value > MAX_BATCH:
+            raise InputError(f"batch size {part!r} must be at most {MAX_BATCH} (memory grows with the batch)")
         values.append(value)
     return tuple(values)
 
@@ -212,6 +215,8 @@ def child_main(argv: Sequence[str]) -> int:
     spec = json.loads(Path(argv[0]).read_text())
     try:
         run_child(spec)
+    except KeyboardInterrupt:  # Ctrl-C reaches the whole process group: the parent reports it, once
+        return 130
     except RRLEdgeError as exc:
         _emit("error", kind=type(exc).__name__, message=str(exc))
         return 1
@@ -247,15 +252,20 @@ def bench_artifact(path: Union[str, Path], backend: str, pairs_file: Path, confi
                             stdout=subprocess.PIPE, text=True, env=env)
     error: Optional[Tuple[str, str]] = None
     assert proc.stdout is not None
-    for line in proc.stdout:
-        if not line.startswith(MARK):
-            sys.stderr.write(line)  # a backend printing to stdout: keep it, but out of the table
-            continue
-        event = json.loads(line[len(MARK):])
-        if event["event"] == "error":
-            error = (event["kind"], event["message"])
-        else:
-            on_event(event)
+    try:
+        for line in proc.stdout:
+            if not line.startswith(MARK):
+                sys.stderr.write(line)  # a backend printing to stdout: keep it, but out of the table
+                continue
+            event = json.loads(line[len(MARK):])
+            if event["event"] == "error":
+                error = (event["kind"], event["message"])
+            else:
+                on_event(event)
+    except BaseException:  # Ctrl-C, SIGTERM or a bad event: the child goes too, not left running
+        proc.kill()
+        proc.wait()
+        raise
     code = proc.wait()
     if error is not None:
         _raise_from_child(*error)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rrl_edge.argtypes import non_negative_float, non_negative_int
+from rrl_edge.argtypes import at_most, non_negative_float, non_negative_int
+from rrl_edge.limits import MAX_BENCH_SECONDS, MAX_THREADS
 from rrl_edge.errors import InputError
 
 
@@ -26,8 +27,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from rrl_edge.atomic import write_json
     from rrl_edge.runtime.bench import BenchConfig, check_artifact, format_table, make_input, plot_bench, run_bench, to_json
 
+    from rrl_edge.data.patchfile import data_inputs
+    from rrl_edge.paths import guard_outputs
+
     for artifact in args.artifacts:  # fail on a bad name before loading data
         check_artifact(artifact, args.backend)
+    guard_outputs({"ART": args.artifacts, "--data": data_inputs(args.data)},
+                  files={"--json": args.json, "--plot": args.plot})
     if args.iters < 1:
         raise InputError(f"--iters must be at least 1, got {args.iters}")
     config = BenchConfig(batches=args.batch, threads=args.threads or 0, seconds=args.seconds,
@@ -54,8 +60,8 @@ def add_command(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> N
     p.add_argument("--batch", type=_batches, default=(1, 8, 64, 256), help="comma-separated batch sizes (default 1,8,64,256)")
     p.add_argument("--data", help="time real test pairs from a patch file, patch build or image-pair folder "
                                   "(default: seeded random uint8 pairs; timing does not depend on the pixels)")
-    p.add_argument("--threads", type=non_negative_int, default=0, help="CPU threads for every backend (default: all cores)")
-    p.add_argument("--seconds", type=non_negative_float, default=2.0, help="minimum timed seconds per artifact and batch (default 2)")
+    p.add_argument("--threads", type=at_most(non_negative_int, MAX_THREADS, "a thread count"), default=0, help="CPU threads for every backend (default: all cores)")
+    p.add_argument("--seconds", type=at_most(non_negative_float, MAX_BENCH_SECONDS, "--seconds"), default=2.0, help="minimum timed seconds per artifact and batch (default 2)")
     p.add_argument("--iters", type=non_negative_int, default=20, help="minimum timed runs per artifact and batch (default 20)")
     p.add_argument("--warmup", type=non_negative_int, default=3, help="untimed runs first (default 3)")
     p.add_argument("--backend", choices=backend_choices(), default="auto",

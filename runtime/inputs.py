@@ -42,6 +42,9 @@ def _load_file(path: Path, labels: Optional[Path]) -> InputSet:
     except DataError as exc:
         if labels is not None or "no labels file" not in str(exc):
             raise
+    from rrl_edge.data.patchfile import check_npy_size
+
+    check_npy_size(path, "patch")  # the header's claim against the file's size, before any allocation
     try:  # no labels beside it: score the pairs, report no FPR95
         patches = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, List, Optional, Union
 
 import numpy as np
 
-from rrl_edge.contracts import INPUT_NAMES
+from rrl_edge.contracts import BATCH_DIM, INPUT_NAMES, INPUT_SHAPE
 from rrl_edge.errors import InputError
 from rrl_edge.runtime.runner import Runner
 
@@ -37,6 +37,27 @@ def onnx_precision(model: Union[Path, bytes]) -> str:
     """"int8" for a model with Q/DQ or QLinear nodes, else "fp32" (op types are stored verbatim)."""
     data = model.read_bytes() if isinstance(model, Path) else bytes(model)
     return "int8" if (b"QuantizeLinear" in data or b"QLinear" in data) else "fp32"
+
+
+def check_interface(session: Any, path: Path) -> None:
+    """Each input float32 (dynamic batch, 1, 64, 64) and a float output, checked when the model opens, so a model
+    with the right names but another shape, dtype or a fixed batch is refused in one line instead of failing
+    inside ONNX Runtime at the first batch."""
+    for arg in session.get_inputs():
+        shape = list(arg.shape or [])
+        if arg.type != "tensor(float)":
+            raise InputError(f"{path}: input {arg.name!r} is {arg.type}, expected tensor(float) (an rrl-edge export)")
+        if len(shape) != len(INPUT_SHAPE) or any(isinstance(d, int) and d != want
+                                                    for d, want in zip(shape[1:], INPUT_SHAPE[1:])):
+            raise InputError(f"{path}: input {arg.name!r} has shape {shape}, expected "
+                             f"[{BATCH_DIM}, {', '.join(str(d) for d in INPUT_SHAPE[1:])}]")
+        if isinstance(shape[0], int) and shape[0] > 0:
+            raise InputError(f"{path}: input {arg.name!r} has a fixed batch of {shape[0]}; export it with a dynamic "
+                             f"batch (rrl-edge export)")
+    outputs = session.get_outputs()
+    if not outputs or outputs[0].type not in ("tensor(float)", "tensor(float16)"):
+        kind = outputs[0].type if outputs else "none"
+        raise InputError(f"{path}: output is {kind}, expected one float score per pair")
 
 
 class OnnxRuntimeRunner(Runner):
@@ -72,6 +93,7 @@ class OnnxRuntimeRunner(Runner):
         names = [i.name for i in session.get_inputs()]
         if sorted(names) != sorted(INPUT_NAMES):
             raise InputError(f"{self.path}: model inputs are {names}, expected {list(INPUT_NAMES)} (an rrl-edge export)")
+        check_interface(session, self.path)
         self._session = session
         self._precision = onnx_precision(model) if not hasattr(model, "get_inputs") else "unknown"
 
@@ -80,5 +102,9 @@ class OnnxRuntimeRunner(Runner):
 
     def infer(self, vis: np.ndarray, other: np.ndarray) -> np.ndarray:
         assert self._session is not None, "open() the runner first"
-        out: Any = self._session.run(None, {INPUT_NAMES[0]: vis, INPUT_NAMES[1]: other})[0]
+        try:
+            out: Any = self._session.run(None, {INPUT_NAMES[0]: vis, INPUT_NAMES[1]: other})[0]
+        except Exception as exc:  # onnxruntime's own exception types: one line naming the model
+            raise InputError(f"{self.path}: ONNX Runtime failed on a batch of {len(vis)} "
+                             f"({' '.join(str(exc).split())[:300]})") from None
         return np.asarray(out, dtype=np.float32).reshape(-1)

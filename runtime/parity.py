@@ -112,7 +112,12 @@ def require_labels(sets: Mapping[str, InputSet], data: Union[str, Path]) -> Dict
     if unlabeled:
         raise InputError(f"{data}: no labels for {', '.join(unlabeled)}; parity measures FPR95 and needs labelled "
                          "pairs (a labels .npy beside the patch file, or --labels)")
-    return {name: np.asarray(s.labels) for name, s in sets.items()}
+    labels = {name: np.asarray(s.labels) for name, s in sets.items()}
+    for name, one in labels.items():  # before any scoring: FPR95 needs both classes in every category
+        if one.size and one.min() == one.max():
+            raise InputError(f"{data} [{name}]: all {one.size} pairs are labelled {int(one.flat[0])}; FPR95 needs "
+                             "both matching (1) and non-matching (0) pairs")
+    return labels
 
 
 def short_names(paths: Sequence[str]) -> List[str]:

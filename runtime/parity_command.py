@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 from typing import Optional
 
-from rrl_edge.argtypes import positive_int
+from rrl_edge.argtypes import batch_size, thread_count
 from rrl_edge.errors import InputError
 
 DESCRIPTION = """\
@@ -51,9 +51,9 @@ def add_command(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> N
     p.add_argument("--budget", type=_budget, default=0.3, help="FPR95 points a candidate may differ by (default 0.3)")
     p.add_argument("--json", help="write the report as JSON here (folders are created)")
     p.add_argument("--plot", help="write the ROC plot of all artifacts (PNG) here")
-    p.add_argument("--batch", type=positive_int, default=256, help="pairs per inference call (default 256; "
+    p.add_argument("--batch", type=batch_size, default=256, help="pairs per inference call (default 256; "
                    "capped at an engine's profile maximum)")
-    p.add_argument("--threads", type=positive_int, help="CPU threads of the torch and ONNX Runtime runners")
+    p.add_argument("--threads", type=thread_count, help="CPU threads of the torch and ONNX Runtime runners")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_parity)
 
@@ -84,8 +84,17 @@ def cmd_parity(args: argparse.Namespace) -> int:
     from rrl_edge.runtime.inputs import load_inputs
     from rrl_edge.runtime.parity import format_markdown, plot_parity_roc, run_parity
 
+    from rrl_edge.data.patchfile import data_inputs
+    from rrl_edge.paths import guard_outputs
+
     _check_output("--json", args.json)
     _check_output("--plot", args.plot)
+    from rrl_edge.runtime.bench import check_artifact
+
+    for artifact in [args.reference, *args.candidate]:  # a missing or unknown artifact before the data loads
+        check_artifact(artifact)
+    guard_outputs({"--reference": [args.reference], "--candidate": args.candidate,
+                   "--data": data_inputs(args.data, args.labels)}, files={"--json": args.json, "--plot": args.plot})
     if args.plot:
         try:
             import matplotlib  # noqa: F401  (fail before scoring, not after)

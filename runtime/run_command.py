@@ -15,7 +15,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from rrl_edge.argtypes import positive_int
+from rrl_edge.argtypes import batch_size, thread_count
 from rrl_edge.errors import InputError
 from rrl_edge.runtime.inputs import InputSet
 
@@ -62,14 +62,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     from rrl_edge.runtime.registry import make_runner, runner_options
     from rrl_edge.runtime.runner import score_pairs
 
+    from rrl_edge.data.patchfile import data_inputs
+    from rrl_edge.paths import guard_outputs
+
     out = Path(args.out) if args.out else None
     if out is not None and out.suffix.lower() not in OUT_SUFFIXES:
         raise InputError(f"--out {out}: expected a .npy or .csv file name")
-    if out is not None and out.is_dir():
-        raise InputError(f"--out {out}: is a folder, expected a file name")
+    guard_outputs({"--engine": [args.engine], "--data": data_inputs(args.data, args.labels)},
+                  files={"--out": args.out, "--json": args.json})
     runner = make_runner(args.engine, args.backend,
                          **runner_options(args.engine, args.backend, threads=args.threads, device=args.device))
     sets = load_inputs(args.data, split=args.split, labels=args.labels, progress=not args.quiet)
+    for name, one in sets.items():
+        if one.labels is not None:
+            from rrl_edge.data.patchfile import check_both_classes
+
+            check_both_classes(one.labels, f"{args.data} [{name}]")
     scores: Dict[str, np.ndarray] = {}
     started = time.perf_counter()
     with runner:
@@ -111,10 +119,10 @@ def add_command(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> N
     p.add_argument("--labels", help="labels .npy for a patch file (default: found beside it)")
     p.add_argument("--split", default="test", choices=("train", "val", "test"), help="split of a folder (default test)")
     p.add_argument("--out", help="write every score here: .npy (float32, categories in order) or .csv")
-    p.add_argument("--batch", type=positive_int, default=64, help="pairs per inference (split to the engine's maximum)")
+    p.add_argument("--batch", type=batch_size, default=64, help="pairs per inference (split to the engine's maximum)")
     p.add_argument("--backend", choices=backend_choices(), default="auto",
                    help="default: from the file (.plan -> TensorRT, .onnx -> ONNX Runtime on the CPU, .pt -> PyTorch)")
-    p.add_argument("--threads", type=positive_int, help="CPU threads (ONNX Runtime, PyTorch)")
+    p.add_argument("--threads", type=thread_count, help="CPU threads (ONNX Runtime, PyTorch)")
     p.add_argument("--device", help="TensorRT: GPU index (default 0); PyTorch: cpu (default), cuda or cuda:N")
     p.add_argument("--json", help="write the run's summary (backend, precision, pairs/s, FPR95) here")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

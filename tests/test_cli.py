@@ -67,7 +67,7 @@ def test_train_refuses_an_output_folder_that_is_a_file(tmp_path, visnir_test):
     blocker.write_text("a file")
     result = run_cli("train", "--data", str(tmp_path / "p_patches.npy"), "--out-dir", str(blocker), "--max-steps", "1")
     assert result.returncode == 2
-    assert "run is a file" in result.stderr
+    assert "run: is a file" in result.stderr
 
 
 def test_train_on_too_few_pairs_names_the_file_and_writes_nothing(tmp_path, visnir_test):

@@ -40,6 +40,7 @@ from rrl_edge.contracts import PATCH_SIZE
 from rrl_edge.data.patchfile import PatchSet, default_file_mode, save_patch_set
 from rrl_edge.data.store import DATA_FORMAT_VERSION, MANIFEST, SPLITS, load_split, read_manifest  # noqa: F401  (load_split: re-exported)
 from rrl_edge.errors import DataError
+from rrl_edge.paths import sweep_stale
 
 VISNIR_TRAIN_CATEGORY = "country"
 ROADSCENE_VAL_FRACTION = 0.1
@@ -332,6 +333,7 @@ def build_dataset(data_dir: PathLike, out_dir: PathLike, config: PatchConfig = P
     out = Path(out_dir).expanduser().absolute()
     _check_replaceable(out)  # fail before the work, not after it
     out.parent.mkdir(parents=True, exist_ok=True)
+    sweep_stale(out.parent, [f".{out.name}.tmp-*", f".{out.name}.old-*"])  # left by a killed build
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
@@ -365,17 +367,26 @@ def build_dataset(data_dir: PathLike, out_dir: PathLike, config: PatchConfig = P
 # ------------------------------------------------------------------------------------------ using a build
 
 
-def _listing(d: Path) -> List[Tuple[str, int]]:
-    """Relative names and sizes of every file under ``d`` (symlinks followed): the cache key's view of the data."""
+def _listing(d: Path) -> List[Tuple[str, int, int]]:
+    """Relative names, sizes and mtimes (ns) of every file under ``d``: the cache key's view of the data, so an
+    edited file (a warp matrix of the same size) makes a new build. Symlinked folders are followed once each: a
+    symlink loop cannot make the walk endless."""
     out = []
+    seen = set()
     for root, dirs, files in os.walk(d, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
         dirs.sort()
         for f in sorted(files):
             p = Path(root) / f
             try:
-                out.append((str(p.relative_to(d)), p.stat().st_size))
+                st = p.stat()
+                out.append((str(p.relative_to(d)), st.st_size, st.st_mtime_ns))
             except OSError:
-                out.append((str(p.relative_to(d)), -1))
+                out.append((str(p.relative_to(d)), -1, -1))
     return out
 
 

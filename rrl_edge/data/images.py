@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from rrl_edge.errors import DataError
+from rrl_edge.limits import MAX_PIXELS
 
 VISNIR_CATEGORIES = ("country", "field", "forest", "indoor", "mountain", "oldbuilding", "street", "urban", "water")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
@@ -51,10 +52,26 @@ class LoadedPair:
     unwarped: bool
 
 
+# 8-bit modes PIL turns into grayscale faithfully; 16-bit and float images would be clipped to white by convert("L").
+EIGHT_BIT_MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "LAB", "HSV")
+
+
+def check_image_header(path: Path, im: "Image.Image") -> None:
+    """Refuse an image too large to hold (> MAX_PIXELS) or not 8-bit, from its header alone."""
+    w, h = im.size
+    if w * h > MAX_PIXELS:
+        raise DataError(f"{path}: image is {w}x{h} ({w * h / 1e6:.0f} MP), more than the {MAX_PIXELS / 1e6:.0f} MP "
+                        "limit; downscale it first")
+    if im.mode not in EIGHT_BIT_MODES:
+        raise DataError(f"{path}: image mode {im.mode} is not 8-bit (16-bit or float pixels would be clipped to "
+                        "white); convert it to 8-bit first")
+
+
 def read_gray(path: Path) -> np.ndarray:
     """Read any image as uint8 grayscale (the NIR jpgs of the warped folders are 3-channel)."""
     try:
         with Image.open(path) as im:
+            check_image_header(path, im)  # size and mode from the header, before decoding
             im.load()  # decode now: a truncated file fails here, not later
             gray = im.convert("L")
     except FileNotFoundError:
@@ -69,6 +86,9 @@ def read_gray(path: Path) -> np.ndarray:
 
 def read_warp(path: Path) -> np.ndarray:
     """Read and check the 2x3 affine matrix of a warped pair."""
+    from rrl_edge.data.patchfile import check_npy_size
+
+    check_npy_size(path, "warp matrix")
     try:
         m = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as e:

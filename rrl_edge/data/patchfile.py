@@ -7,6 +7,7 @@ format lets the published datasets and the ones built here go through the same l
 
 from __future__ import annotations
 
+import glob
 import os
 import tempfile
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ import numpy as np
 
 from rrl_edge.contracts import PATCH_SIZE
 from rrl_edge.errors import DataError
+from rrl_edge.paths import pid_tag, sweep_stale
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -78,9 +80,59 @@ def _label_candidates(patches_path: Path) -> List[Path]:
     return out
 
 
+def data_inputs(data: Optional[PathLike], labels: Optional[PathLike] = None) -> List[Path]:
+    """What reading ``data`` reads, for the output guard (rrl_edge.paths): the file or folder itself, and for a
+    patch file every labels file beside it that the loader could pick."""
+    out: List[Path] = []
+    if data:
+        out.append(Path(data))
+        if Path(data).is_file() and Path(data).suffix.lower() == ".npy":
+            out += [c for c in _label_candidates(Path(data)) if c.is_file()]
+    if labels:
+        out.append(Path(labels))
+    return out
+
+
+def check_npy_size(path: Path, what: str = "array") -> None:
+    """Read only the .npy header and refuse a file shorter than the array it claims (a header can claim
+    petabytes: numpy would try to allocate them before noticing) or an object array (a pickle)."""
+    try:
+        with open(path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+            else:
+                shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+            offset = fh.tell()
+    except (ValueError, OSError, EOFError, SyntaxError) as e:
+        raise DataError(f"{path}: not a readable .npy {what} file ({' '.join(str(e).split())[:200]})") from None
+    if dtype.hasobject:
+        raise DataError(f"{path}: holds Python objects (dtype {dtype}), expected a numeric .npy {what} file")
+    count = 1
+    for n in shape:
+        count *= int(n)
+    need = offset + count * dtype.itemsize
+    have = path.stat().st_size
+    if have < need:
+        raise DataError(f"{path}: its header claims shape {tuple(shape)} {dtype} ({need:,} bytes) but the file has "
+                        f"{have:,} bytes (truncated or corrupt)")
+
+
+def check_both_classes(labels: np.ndarray, source: str) -> None:
+    """FPR95 needs matching and non-matching pairs: say so, naming the data, before anything is scored."""
+    labels = np.asarray(labels)
+    if labels.size and labels.min() == labels.max():
+        raise DataError(f"{source}: all {labels.size} pairs are labelled {int(labels.flat[0])}; FPR95 and "
+                        "training need both matching (1) and non-matching (0) pairs")
+
+
 def _load_npy(path: Path, what: str, mmap: bool) -> np.ndarray:
     if not path.is_file():
         raise DataError(f"{path}: {what} file not found")
+    with open(path, "rb") as fh:
+        is_zip = fh.read(2) == b"PK"  # an .npz archive: np.load opens it lazily, refused below
+    if not is_zip:
+        check_npy_size(path, what)
     try:
         arr = np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
     except (ValueError, OSError, EOFError) as e:
@@ -133,7 +185,8 @@ def _atomic_targets(paths: List[Path], arrays: List[np.ndarray]) -> None:
     try:
         for path, arr in zip(paths, arrays):
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            sweep_stale(path.parent, [f".{glob.escape(path.name)}.*.tmp"])  # temps of a killed writer
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{pid_tag()}.", suffix=".tmp", dir=path.parent)
             temps.append(tmp)
             with os.fdopen(fd, "wb") as fh:
                 np.save(fh, np.ascontiguousarray(arr), allow_pickle=False)

@@ -1,0 +1,477 @@
+"""Hostile but realistic input to every command (issue 12): each case runs the real CLI and must end with exit 2
+(130 / 143 for Ctrl-C / SIGTERM), one line on stderr naming the file, no traceback, every input byte-identical
+afterwards and no temporary file left behind.
+
+The inputs are tiny files written here (a 64-pair patch file, a random width-0.25 checkpoint, a few ONNX
+models built with onnx.helper or exported once per session), so the default run stays fast.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+import pytest
+
+from rrl_edge.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+N_PAIRS = 64
+
+
+# ----------------------------------------------------------------------------------------------- fixtures
+
+
+def _patch_file(folder: Path, name: str = "X", labels: Optional[np.ndarray] = None, n: int = N_PAIRS) -> Path:
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    np.save(folder / f"{name}.npy", rng.integers(0, 256, (n, 2, 64, 64), dtype=np.uint8))
+    np.save(folder / f"{name}_labels.npy", np.tile([0, 1], n // 2).astype(np.uint8) if labels is None else labels)
+    return folder / f"{name}.npy"
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import torch
+
+    from rrl_edge.checkpoint import save_checkpoint
+    from rrl_edge.models.rrlnet import build_rrlnet
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "c.pt"
+    save_checkpoint(path, build_rrlnet(0.25))
+    return path
+
+
+@pytest.fixture(scope="session")
+def onnx_model(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The random width-0.25 network exported once (no simplification: only the interface matters here)."""
+    from rrl_edge.checkpoint import load_model
+    from rrl_edge.export.onnx_export import export_onnx
+
+    path = tmp_path_factory.mktemp("onnx") / "m.onnx"
+    export_onnx(load_model(checkpoint)[0], path)
+    return path
+
+
+def _toy_onnx(path: Path, shape: Sequence[object], elem: Optional[int] = None) -> Path:
+    """A model with the right input names but the given input shape / element type: mean of both inputs."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    elem = TensorProto.FLOAT if elem is None else elem
+    inputs = [helper.make_tensor_value_info(n, elem, list(shape)) for n in ("vis", "other")]
+    nodes = [helper.make_node("Add", ["vis", "other"], ["s"]),
+             helper.make_node("ReduceMean", ["s"], ["score"], axes=[1, 2, 3], keepdims=0)]
+    out = helper.make_tensor_value_info("score", elem, [shape[0]])
+    model = helper.make_model(helper.make_graph(nodes, "toy", inputs, [out]),
+                              opset_imports=[helper.make_opsetid("", 13)])
+    onnx.save(model, str(path))
+    return path
+
+
+# --------------------------------------------------------------------------------------------- the harness
+
+
+def _hashes(folder: Path) -> Dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file() and not p.is_symlink()}
+
+
+def _temps(folder: Path) -> List[str]:
+    return [p.name for p in folder.rglob(".*") if p.name.endswith(".tmp") or ".tmp-" in p.name
+            or p.name.startswith(".export-")]
+
+
+def run_cli(argv: Sequence[str], capsys: pytest.CaptureFixture) -> tuple:
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exc:  # argparse refusing a flag
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_refused(code: int, err: str, names: Sequence[str], want: int = 2) -> None:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == want, err
+    assert "Traceback" not in err, err
+    assert len(lines) == 1, err
+    for name in names:
+        assert name in lines[0], err
+
+
+class Case:
+    """One hostile input: ``setup(tmp, checkpoint, onnx)`` writes the inputs under tmp/in and returns the argv
+    (outputs go where the case says); ``names`` must appear in the error line."""
+
+    def __init__(self, id: str, setup: Callable[..., List[object]], names: Sequence[str], want: int = 2,
+                 needs_onnx: bool = False) -> None:
+        self.id, self.setup, self.names, self.want, self.needs_onnx = id, setup, names, want, needs_onnx
+
+
+def _payload(checkpoint: Path, **changes: object) -> dict:
+    import torch
+
+    payload = torch.load(checkpoint, weights_only=True)
+    payload.update(changes)
+    return payload
+
+
+def _bad_checkpoint(tmp: Path, checkpoint: Path, name: str, **changes: object) -> Path:
+    import torch
+
+    path = tmp / "in" / name
+    torch.save(_payload(checkpoint, **changes), path)
+    return path
+
+
+def _int64_weights(tmp: Path, checkpoint: Path) -> Path:
+    state = {k: (v * 1000).long() if v.is_floating_point() else v
+             for k, v in _payload(checkpoint)["state_dict"].items()}
+    return _bad_checkpoint(tmp, checkpoint, "int64.pt", state_dict=state)
+
+
+def _run_state(tmp: Path, checkpoint: Path) -> Path:
+    import torch
+
+    payload = _payload(checkpoint, graph="train", optimizer={}, run_state={"step": "7", "epoch": 0})
+    path = tmp / "in" / "badstate.pt"
+    torch.save(payload, path)
+    return path
+
+
+class Hostile:
+    """A pickle that would write a file when loaded."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.write_text, (Path(self.marker), "ran"))
+
+
+def _hostile(tmp: Path) -> Path:
+    import torch
+
+    path = tmp / "in" / "evil.pt"
+    torch.save({"format": "rrl-edge-checkpoint", "x": Hostile(str(tmp / "PWNED"))}, path)
+    return path
+
+
+def _huge_header(tmp: Path) -> Path:
+    path = tmp / "in" / "huge.npy"
+    header = "{'descr': '|u1', 'fortran_order': False, 'shape': (7000000000000000, 2, 64, 64), }"
+    header = header + " " * (63 - (len(header) + 10) % 64) + "\n"
+    path.write_bytes(b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode() + b"\0" * 100)
+    return path
+
+
+def _float255(tmp: Path) -> Path:
+    path = tmp / "in" / "f.npy"
+    np.save(path, np.random.default_rng(0).uniform(0, 255, (8, 2, 64, 64)).astype(np.float32))
+    return path
+
+
+def _roadscene(tmp: Path, image: Callable[[Path], None]) -> Path:
+    """A RoadScene-layout folder of 3 pairs whose images ``image`` writes."""
+    root = tmp / "in" / "rs"
+    for sub in ("visible", "infrared"):
+        (root / sub).mkdir(parents=True)
+        for i in range(3):
+            image(root / sub / f"{i}.png")
+    return root
+
+
+def _png16(path: Path) -> None:
+    from PIL import Image
+
+    Image.fromarray(np.random.default_rng(0).integers(0, 4000, (96, 96), dtype=np.uint16)).save(path)
+
+
+def _png_large(path: Path) -> None:
+    from PIL import Image
+
+    if not hasattr(_png_large, "data"):
+        buf = path.parent / "big.bin"
+        Image.new("L", (8000, 7000)).save(buf, format="PNG")  # 56 MP of zeros: compresses to ~60 kB
+        _png_large.data = buf.read_bytes()  # type: ignore[attr-defined]
+        buf.unlink()
+    path.write_bytes(_png_large.data)  # type: ignore[attr-defined]
+
+
+def _loop_folder(tmp: Path) -> Path:
+    root = tmp / "in" / "loops"
+    (root / "country").mkdir(parents=True)
+    for i in range(3):
+        os.symlink("..", root / "country" / f"loop{i}")  # each one leads back up: an endless walk if followed
+    return root
+
+
+X = "X.npy"
+
+
+def _x(tmp: Path) -> Path:
+    return _patch_file(tmp / "in")
+
+
+CASES = [
+    # 1. outputs over inputs
+    Case("run-out-over-patches", lambda t, c, o: ["run", "--engine", c, "--data", _x(t), "--out", t / "in" / X], [X]),
+    Case("run-out-over-labels", lambda t, c, o: ["run", "--engine", c, "--data", _x(t), "--out",
+                                                 t / "in" / "X_labels.npy"], ["X_labels.npy", "--out"]),
+    Case("run-json-over-model", lambda t, c, o: ["run", "--engine", c, "--data", _x(t), "--json", c], ["c.pt", "--json"]),
+    Case("run-json-over-onnx", lambda t, c, o: ["run", "--engine", o, "--data", _x(t), "--json", o], ["m.onnx"],
+         needs_onnx=True),
+    Case("eval-json-over-checkpoint", lambda t, c, o: ["eval", "--data", _x(t), "--checkpoint", c, "--json", c],
+         ["c.pt"]),
+    Case("eval-roc-over-patches", lambda t, c, o: ["eval", "--data", _x(t), "--checkpoint", c, "--roc", t / "in" / X],
+         [X, "--roc"]),
+    Case("parity-json-over-reference", lambda t, c, o: ["parity", "--reference", c, "--candidate", o, "--data", _x(t),
+                                                        "--json", c], ["c.pt", "--json"], needs_onnx=True),
+    Case("parity-plot-over-reference", lambda t, c, o: ["parity", "--reference", c, "--candidate", o, "--data", _x(t),
+                                                        "--plot", c], ["c.pt", "--plot"], needs_onnx=True),
+    Case("bench-json-over-model", lambda t, c, o: ["bench", o, "--json", o], ["m.onnx"], needs_onnx=True),
+    Case("build-engine-over-onnx", lambda t, c, o: ["build", "--onnx", o, "--engine", o], ["m.onnx", "--engine"],
+         needs_onnx=True),
+    Case("export-into-data-folder", lambda t, c, o: ["export", "--checkpoint", c, "--eval-data", _x(t).parent,
+                                                     "--out-dir", t / "in" / "deploy"], ["--out-dir", "in"]),
+    Case("data-build-out-holds-data", lambda t, c, o: ["data", "build", "--data", _x(t).parent, "--out", t],
+         ["--out", "would be replaced"]),
+    Case("train-out-dir-holds-run", lambda t, c, o: ["train", "--data", _x(t), "--out-dir", _run_dir(t, c)],
+         ["--out-dir", "not empty"]),
+    Case("train-overwrite-own-init", lambda t, c, o: ["train", "--data", _x(t), "--out-dir", _run_dir(t, c),
+                                                      "--overwrite", "--init-from", t / "in" / "run" / "best.pt"],
+         ["best.pt", "--init-from"]),
+    # 3. sizes
+    Case("npy-header-claims-petabytes", lambda t, c, o: ["run", "--engine", c, "--data", _huge_header(t)],
+         ["huge.npy", "header claims"]),
+    Case("threads-100000", lambda t, c, o: ["run", "--engine", c, "--data", _x(t), "--threads", 100000],
+         ["--threads", "at most"]),
+    Case("bench-batch-million", lambda t, c, o: ["bench", c, "--batch", "1,1000000"], ["1000000", "at most"]),
+    Case("model-info-width-100", lambda t, c, o: ["model-info", "--width", 100], ["--width", "at most"]),
+    Case("checkpoint-width-1e4", lambda t, c, o: ["run", "--engine", _bad_checkpoint(
+        t, c, "wide.pt", config={**_payload(c)["config"], "width": 1e4}), "--data", _x(t)], ["wide.pt", "width"]),
+    Case("image-56-megapixels", lambda t, c, o: ["data", "build", "--data", _roadscene(t, _png_large), "--out",
+                                                 t / "out" / "b", "--quiet"], ["0.png", "MP"]),
+    Case("symlink-loops", lambda t, c, o: ["data", "build", "--data", _loop_folder(t), "--quiet"], ["country"]),
+    # 4. silent wrong results
+    Case("16-bit-images", lambda t, c, o: ["data", "build", "--data", _roadscene(t, _png16), "--out", t / "out" / "b",
+                                           "--quiet"], ["0.png", "I;16"]),
+    Case("float-patches-0-255", lambda t, c, o: ["run", "--engine", c, "--data", _float255(t)], ["f.npy", "0..1"]),
+    Case("checkpoint-int64-weights", lambda t, c, o: ["run", "--engine", _int64_weights(t, c), "--data", _x(t)],
+         ["int64.pt", "int64"]),
+    Case("checkpoint-graph-banana", lambda t, c, o: ["eval", "--data", _x(t), "--checkpoint",
+                                                     _bad_checkpoint(t, c, "banana.pt", graph="banana")],
+         ["banana.pt", "graph"]),
+    # 5. tracebacks
+    Case("out-under-a-file", lambda t, c, o: ["run", "--engine", c, "--data", _x(t), "--out", t / "in" / X / "s.npy"],
+         [X, "not a folder"]),
+    Case("json-is-a-folder", lambda t, c, o: ["run", "--engine", c, "--data", _x(t), "--json", t / "in"],
+         ["--json", "folder"]),
+    Case("dangling-out-dir", lambda t, c, o: (os.symlink(t / "nowhere", t / "dangling") or
+                                              ["export", "--checkpoint", c, "--out-dir", t / "dangling"]),
+         ["dangling", "does not exist"]),
+    Case("onnx-wrong-shape", lambda t, c, o: ["run", "--engine", _toy_onnx(t / "in" / "s.onnx", ["b", 1, 32, 32]),
+                                              "--data", _x(t)], ["s.onnx", "shape"]),
+    Case("onnx-wrong-dtype", lambda t, c, o: ["run", "--engine", _toy_onnx(t / "in" / "d.onnx", ["b", 1, 64, 64], 11),
+                                              "--data", _x(t)], ["d.onnx", "double"]),
+    Case("onnx-fixed-batch", lambda t, c, o: ["run", "--engine", _toy_onnx(t / "in" / "f.onnx", [4, 1, 64, 64]),
+                                              "--data", _x(t)], ["f.onnx", "fixed batch"]),
+    Case("parity-bad-candidate", lambda t, c, o: ["parity", "--reference", c, "--candidate",
+                                                  _toy_onnx(t / "in" / "s.onnx", ["b", 1, 32, 32]), "--data", _x(t),
+                                                  "--quiet"], ["s.onnx", "shape"]),
+    Case("format-version-string", lambda t, c, o: ["run", "--engine", _bad_checkpoint(t, c, "v.pt", format_version="2"),
+                                                   "--data", _x(t)], ["v.pt", "format_version"]),
+    Case("state-dict-string", lambda t, c, o: ["run", "--engine", _bad_checkpoint(t, c, "s.pt", state_dict="weights"),
+                                               "--data", _x(t)], ["s.pt", "state_dict"]),
+    Case("bad-run-state", lambda t, c, o: ["train", "--data", _x(t), "--resume", _run_state(t, c), "--out-dir",
+                                           t / "out" / "run"], ["badstate.pt", "run_state"]),
+    Case("lr-1e30", lambda t, c, o: ["train", "--data", _x(t), "--lr", "1e30", "--out-dir", t / "out" / "r"],
+         ["--lr", "at most"]),
+    Case("single-class-training-file", lambda t, c, o: ["train", "--data", _patch_file(
+        t / "in", "one", np.ones(N_PAIRS, np.uint8)), "--out-dir", t / "out" / "r"], ["one.npy", "labelled 1"]),
+    # 6. misleading
+    Case("hostile-pickle", lambda t, c, o: ["eval", "--data", _x(t), "--checkpoint", _hostile(t)],
+         ["evil.pt", "refused without running"]),
+    Case("fpr95-one-class-run", lambda t, c, o: ["run", "--engine", c, "--data", _patch_file(
+        t / "in", "pos", np.ones(N_PAIRS, np.uint8))], ["pos.npy", "both"]),
+    Case("fpr95-one-class-eval", lambda t, c, o: ["eval", "--checkpoint", c, "--data", _patch_file(
+        t / "in", "neg", np.zeros(N_PAIRS, np.uint8))], ["neg.npy", "both"]),
+]
+
+
+def _run_dir(tmp: Path, checkpoint: Path) -> Path:
+    """A finished run's folder (its best.pt is the checkpoint's bytes) under tmp/in."""
+    run = tmp / "in" / "run"
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "best.pt").write_bytes(checkpoint.read_bytes())
+    return run
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_hostile_input(case: Case, tmp_path: Path, checkpoint: Path, request: pytest.FixtureRequest,
+                       capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RRL_EDGE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    onnx_path = request.getfixturevalue("onnx_model") if case.needs_onnx else None
+    (tmp_path / "in").mkdir()
+    argv = case.setup(tmp_path, checkpoint, onnx_path)
+    watched = [tmp_path / "in", checkpoint.parent] + ([onnx_path.parent] if onnx_path else [])
+    before = {str(w): _hashes(w) for w in watched}
+    started = time.monotonic()
+    code, out, err = run_cli(argv, capsys)
+    assert_refused(code, err, case.names, case.want)
+    assert time.monotonic() - started < 30, "a refusal must not take long"
+    for w in watched:
+        assert _hashes(w) == before[str(w)], f"an input under {w} changed"
+        assert not _temps(w), _temps(w)
+    assert not (tmp_path / "PWNED").exists(), "the hostile pickle ran"
+    assert "weights_only=False" not in err
+    assert "pairs/s" not in out, "scored before refusing"
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.pt")), "wrote a checkpoint"
+
+
+# ------------------------------------------------------------------------------------- cases that need more
+
+
+def test_second_train_on_a_locked_folder(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """While one run holds --out-dir, another is refused naming the holder's pid; the lock goes with it."""
+    from rrl_edge.paths import RunLock
+
+    data = _patch_file(tmp_path / "in")
+    with RunLock(tmp_path / "run") as lock:
+        code, _, err = run_cli(["train", "--data", data, "--out-dir", tmp_path / "run"], capsys)
+        assert_refused(code, err, ["run", f"pid {os.getpid()}"])
+        assert lock.path.is_file()
+    assert not lock.path.exists()
+    assert not (tmp_path / "run").exists()
+
+
+def test_cache_key_sees_an_edited_file(tmp_path: Path) -> None:
+    """A warp matrix edited in place, same size: a new cache key (mtime), so the build is not reused."""
+    from rrl_edge.data.build import dataset_key
+
+    (tmp_path / "field").mkdir()
+    warp = tmp_path / "field" / "0001_nir.npy"
+    np.save(warp, np.eye(2, 3))
+    key = dataset_key(tmp_path)
+    np.save(warp, np.eye(2, 3) * 1.01)
+    os.utime(warp, ns=(time.time_ns() + 10**9, time.time_ns() + 10**9))
+    assert dataset_key(tmp_path) != key
+
+
+def test_symlink_loop_walk_ends(tmp_path: Path) -> None:
+    from rrl_edge.data.build import _listing
+
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "b" / "f.jpg").write_bytes(b"x")
+    os.symlink(tmp_path / "a", tmp_path / "a" / "b" / "up")
+    os.symlink(tmp_path, tmp_path / "a" / "root")
+    started = time.monotonic()
+    names = [name for name, _, _ in _listing(tmp_path)]
+    assert time.monotonic() - started < 2
+    assert names == ["a/b/f.jpg"]
+
+
+def test_stale_temps_are_swept_by_the_next_write(tmp_path: Path, checkpoint: Path, capsys: pytest.CaptureFixture) -> None:
+    """Temps of a killed writer (dead pid in the name, or old) go; a live process's stay."""
+    out = tmp_path / "o"
+    out.mkdir()
+    dead = 2**22 + 12345  # above pid_max on this kernel's default: no such process
+    leftovers = [out / f".s.npy.pid{dead}.abc.tmp", out / f".export-pid{dead}-xyz"]
+    leftovers[1].mkdir()
+    leftovers[0].write_bytes(b"half")
+    old = out / ".s.npy.abc.tmp"
+    old.write_bytes(b"old")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    alive = out / ".s.npy.pid1.def.tmp"  # pid 1 is always alive: a writer at work
+    alive.write_bytes(b"busy")
+    code, _, err = run_cli(["run", "--engine", checkpoint, "--data", _patch_file(tmp_path / "in"), "--out",
+                            out / "s.npy", "--quiet"], capsys)
+    assert code == 0, err
+    assert not leftovers[0].exists() and not old.exists()
+    assert alive.exists()
+    from rrl_edge.paths import sweep_stale
+
+    assert leftovers[1] in sweep_stale(out, [".export-*"])
+
+
+def test_missing_torch_names_the_extra(tmp_path: Path, checkpoint: Path) -> None:
+    data = _patch_file(tmp_path / "in")
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "from rrl_edge.cli import main\n"
+            f"sys.exit(main(['run', '--engine', {str(checkpoint)!r}, '--data', {str(data)!r}]))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "c.pt" in proc.stderr and "pip install 'rrl-edge[train]'" in proc.stderr
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders anyway")
+def test_read_only_output_folder(tmp_path: Path, checkpoint: Path, capsys: pytest.CaptureFixture) -> None:
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        code, _, err = run_cli(["run", "--engine", checkpoint, "--data", _patch_file(tmp_path / "in"),
+                                "--out", ro / "s.npy"], capsys)
+    finally:
+        ro.chmod(0o755)
+    assert_refused(code, err, ["ro", "cannot write"])
+
+
+def test_oserror_mid_write_is_one_line(tmp_path: Path, checkpoint: Path, capsys: pytest.CaptureFixture,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A disk that fills up while the scores are written: one line with the path, exit 2, no temp file."""
+    import errno
+
+    import rrl_edge.atomic as atomic
+
+    real = atomic.atomic_write
+
+    def full_disk(path, write):
+        def failing(tmp):
+            tmp.write_bytes(b"partial")
+            raise OSError(errno.ENOSPC, "No space left on device")  # as write() raises it: no file name
+        return real(path, failing)
+
+    monkeypatch.setattr(atomic, "atomic_write", full_disk)
+    out = tmp_path / "o" / "s.npy"
+    code, _, err = run_cli(["run", "--engine", checkpoint, "--data", _patch_file(tmp_path / "in"), "--out", out,
+                            "--quiet"], capsys)
+    assert_refused(code, err, ["No space left", "s.npy"])
+    assert not out.exists() and not _temps(tmp_path / "o")
+
+
+def _train_argv(tmp: Path) -> List[str]:
+    data = _patch_file(tmp / "in", n=256)
+    return [sys.executable, "-m", "rrl_edge.cli", "train", "--data", str(data), "--out-dir", str(tmp / "run"),
+            "--batch-size", "8", "--max-steps", "100000", "--eval-every", "100000", "--threads", "1", "--quiet"]
+
+
+@pytest.mark.parametrize("sig, code, word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")])
+def test_signals_end_in_one_line(tmp_path: Path, sig: int, code: int, word: str) -> None:
+    """Ctrl-C or SIGTERM in the middle of training: one line, 130 / 143, the lock and temp files gone."""
+    proc = subprocess.Popen(_train_argv(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=tmp_path)
+    lock = tmp_path / ".run.lock"
+    deadline = time.monotonic() + 60
+    while not lock.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    time.sleep(1.0)  # into the training loop (or the data loading before it)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    assert "Traceback" not in err and word in err
+    assert len([line for line in err.splitlines() if line.strip()]) == 1, err
+    assert not lock.exists()
+    assert not _temps(tmp_path)
