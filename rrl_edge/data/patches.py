@@ -76,10 +76,17 @@ def detect_keypoints(
     if sampling == "uniform" and rng is None:
         raise ValueError("uniform keypoint sampling needs a seeded rng")
     ranked = nms_keypoints(gray, valid, limit if sampling == "strongest" else None, patch_size, min_distance, detector)
+    return select_keypoints(ranked, limit, sampling, rng)
+
+
+def select_keypoints(
+    ranked: np.ndarray, limit: int, sampling: str, rng: Optional[np.random.Generator] = None
+) -> np.ndarray:
+    """``limit`` of the strength-ordered keypoints ``ranked``: the first ones, or a seeded uniform draw."""
     if sampling == "uniform" and len(ranked) > limit:
         assert rng is not None
-        ranked = ranked[np.sort(rng.choice(len(ranked), size=limit, replace=False))]
-    return ranked
+        return ranked[np.sort(rng.choice(len(ranked), size=limit, replace=False))]
+    return ranked[:limit]
 
 
 def nms_keypoints(
@@ -124,38 +131,56 @@ def cut_patches(image: np.ndarray, centres: np.ndarray, size: int = 64) -> np.nd
 
 
 def negative_partners(
-    centres: np.ndarray, rng: np.random.Generator, min_separation: int = 64, max_separation: Optional[int] = None
+    centres: np.ndarray,
+    rng: np.random.Generator,
+    min_separation: int = 64,
+    max_separation: Optional[int] = None,
+    candidates: Optional[np.ndarray] = None,
 ) -> np.ndarray:
-    """For each keypoint, a random other keypoint at Chebyshev distance in [``min_separation``,
-    ``max_separation``] (no upper bound if None); -1 if none."""
+    """For each keypoint, the index of a random keypoint of ``candidates`` (default: ``centres`` themselves)
+    at Chebyshev distance in [``min_separation``, ``max_separation``] (no upper bound if None); -1 if none."""
     k = len(centres)
-    if k == 0:
-        return np.zeros(0, np.int64)
-    d = np.abs(centres[:, None, :] - centres[None, :, :]).max(axis=2)
+    if candidates is None:
+        candidates = centres
+    if k == 0 or len(candidates) == 0:
+        return np.full(k, -1, np.int64)
+    d = np.abs(centres[:, None, :] - candidates[None, :, :]).max(axis=2)
     eligible = d >= min_separation
     if max_separation is not None:
         eligible &= d <= max_separation
-    score = np.where(eligible, rng.random((k, k)), -1.0)
+    score = np.where(eligible, rng.random((k, len(candidates))), -1.0)
     partner = score.argmax(axis=1)
     partner[~eligible.any(axis=1)] = -1
     return partner
 
 
-def choose_partners(centres: np.ndarray, rng: np.random.Generator, negatives: str = "far") -> np.ndarray:
-    """Negative partner of each keypoint under a ``protocol.NEGATIVE_RULES`` rule; -1 where there is none.
+def choose_partners(
+    centres: np.ndarray, rng: np.random.Generator, negatives: str = "far", pool: Optional[np.ndarray] = None
+) -> np.ndarray:
+    """Partner centres (K, 2) of each keypoint under a ``protocol.NEGATIVE_RULES`` rule; (-1, -1) where none.
 
-    "far" draws exactly as the original cut did (same rng use), so strongest + far reproduces it."""
+    Far partners are other chosen keypoints, drawn exactly as the original cut did (same rng use), so
+    strongest + far reproduces it. Near partners come from ``pool`` (every valid keypoint of the image;
+    default the chosen ones): the 64-128 px band around a keypoint is small, and a sparse draw of
+    keypoints often has nothing in it."""
     if negatives not in NEGATIVE_RULES:
         raise ValueError(f"unknown negatives {negatives!r}; expected one of {tuple(NEGATIVE_RULES)}")
+    pool = centres if pool is None else pool
+    none = np.full((1, 2), -1, np.int64)
+
+    def at(points: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        return np.where((idx >= 0)[:, None], np.concatenate([points, none])[idx], -1) if len(idx) else none[:0]
+
     frac = NEGATIVE_RULES[negatives].near_fraction
     if frac == 0.0:
-        return negative_partners(centres, rng, FAR_MIN_PX)
-    near = negative_partners(centres, rng, NEAR_MIN_PX, NEAR_MAX_PX)
+        return at(centres, negative_partners(centres, rng, FAR_MIN_PX))
+    near = at(pool, negative_partners(centres, rng, NEAR_MIN_PX, NEAR_MAX_PX, candidates=pool))
     if frac == 1.0:
         return near
-    far = negative_partners(centres, rng, FAR_MIN_PX)
+    far = at(centres, negative_partners(centres, rng, FAR_MIN_PX))
     want_near = rng.random(len(centres)) < frac
-    return np.where((want_near & (near >= 0)) | (far < 0), near, far)
+    use_near = (want_near & (near[:, 0] >= 0)) | (far[:, 0] < 0)
+    return np.where(use_near[:, None], near, far)
 
 
 def make_pairs(
@@ -173,10 +198,16 @@ def make_pairs(
     """Up to ``count`` positives and as many negatives of one aligned image pair, interleaved
     (positive i at 2i, its negative at 2i + 1); returns (patches (2K, 2, s, s) uint8, labels (2K,) uint8).
     ``rng`` draws the keypoints (uniform sampling) and then the negative partners."""
-    centres = detect_keypoints(vis, valid, count, patch_size, min_distance, detector, sampling, rng)
-    partner = choose_partners(centres, rng, negatives)
-    keep = partner >= 0  # a keypoint without a far-enough partner gives neither, to stay 50/50
-    centres, partner_centres = centres[keep], centres[partner[keep]]
+    if sampling not in KEYPOINT_SAMPLINGS:
+        raise ValueError(f"unknown keypoint sampling {sampling!r}; expected one of {tuple(KEYPOINT_SAMPLINGS)}")
+    if negatives not in NEGATIVE_RULES:
+        raise ValueError(f"unknown negatives {negatives!r}; expected one of {tuple(NEGATIVE_RULES)}")
+    whole = sampling == "uniform" or NEGATIVE_RULES[negatives].near_fraction > 0  # need every keypoint
+    pool = nms_keypoints(vis, valid, None if whole else count, patch_size, min_distance, detector)
+    centres = select_keypoints(pool, count, sampling, rng)
+    partner = choose_partners(centres, rng, negatives, pool)
+    keep = partner[:, 0] >= 0  # a keypoint without a partner in its band gives neither, to stay 50/50
+    centres, partner_centres = centres[keep], partner[keep]
     k = len(centres)
     out = np.empty((2 * k, 2, patch_size, patch_size), np.uint8)
     if k:
