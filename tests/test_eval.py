@@ -118,3 +118,30 @@ def test_eval_on_roadscene_uses_the_roadscene_model_and_beats_sift(tmp_path, dat
     assert report["mean_fpr95"] <= ROADSCENE_FPR95_CEILING
     assert report["baseline"]["mean_fpr95"] > 10 * report["mean_fpr95"]
     assert report["protocol"]["keypoint_sampling"] == "strongest"
+
+
+# The default (uniform, whole-range) cut. Issue 8's goals are VIS-NIR mean <= 3.0 and RoadScene <= 1.0 there;
+# the shipped models do not meet them yet (README, "Every model on every dataset"), so these hold the
+# measured numbers as regression bounds (measured + 0.1 point) until a better model ships. Tighten them then.
+UNIFORM_VISNIR_MEAN_BOUND = 6.6  # measured 6.49 (field 30.89, water 13.50, mountain 5.57); goal 3.0
+UNIFORM_ROADSCENE_BOUND = 1.4  # measured 1.29; goal 1.0
+
+
+@pytest.mark.slow
+def test_shipped_visnir_model_on_the_uniform_cut(shipped, visnir_build, visnir_test):
+    from rrl_edge.data.build import read_manifest
+
+    assert read_manifest(visnir_build)["protocol"]["test"]["keypoint_sampling"] == "uniform"
+    net = evaluate_sets(visnir_test, lambda ps: score_with(shipped, ps.patches))
+    assert net["mean_fpr95"] <= UNIFORM_VISNIR_MEAN_BOUND, net
+
+
+@pytest.mark.slow
+def test_shipped_roadscene_model_on_the_uniform_cut(data_root):
+    from rrl_edge.checkpoint import shipped_checkpoint
+    from rrl_edge.data.build import PatchConfig, ensure_dataset, load_split
+
+    sets = load_split(ensure_dataset(data_root / "roadscene", PatchConfig(train_keypoints_per_image=16), progress=False), "test")
+    model = load_model(shipped_checkpoint("roadscene"))[0]
+    net = evaluate_sets(sets, lambda ps: score_with(model, ps.patches))
+    assert net["mean_fpr95"] <= UNIFORM_ROADSCENE_BOUND, net
