@@ -7,8 +7,7 @@ Each cell is what `rrl-edge eval --data ../shared/data/DATASET --checkpoint rrl_
 --keypoint-sampling S --negatives N` reports (same builds, same FPR95 code), scored with ONNX Runtime FP32
 (within 1e-5 of PyTorch, so the FPR95 is PyTorch's) because it is ~2.5x faster on a busy 2-core CPU. Test
 pairs depend only on the val/test options, so builds made here use 16 training keypoints per image (fast)
-unless the default build is already cached. With near negatives the positives are the uniform-far cut's
-(same keypoint draw), so only the negatives are scored again. Prints a table; nothing here asserts.
+unless the default build is already cached. Prints a table; nothing here asserts.
 """
 
 from __future__ import annotations
@@ -18,14 +17,13 @@ import json
 import tempfile
 from dataclasses import replace
 from pathlib import Path
-from typing import Dict, Tuple
+from typing import Dict
 
 import numpy as np
 
 from rrl_edge.atomic import write_json
 from rrl_edge.checkpoint import load_model, shipped_checkpoint
 from rrl_edge.data.build import PatchConfig, dataset_key, default_data_root, ensure_dataset, load_split, read_manifest
-from rrl_edge.data.patchfile import PatchSet
 from rrl_edge.metrics import fpr95
 from rrl_edge.runtime.registry import score_with
 
@@ -67,7 +65,6 @@ def main() -> None:
     root = default_data_root()
     work = Path(tempfile.mkdtemp(prefix="rrl-cross-"))
     results: Dict[str, Dict[str, object]] = json.loads(args.json.read_text()) if args.json and args.json.is_file() else {}
-    scored: Dict[Tuple[str, str, str], Dict[str, np.ndarray]] = {}
     for cell in args.cells.split(","):
         if cell in results:
             continue
@@ -76,19 +73,9 @@ def main() -> None:
         sets = load_split(_build(root / dataset, sampling, negatives), "test")
         onnx = _onnx(model, work)
         cats: Dict[str, Dict[str, float]] = {}
-        per_cat = {}
         for name, ps in sets.items():
-            base = scored.get((model, dataset, f"{sampling}-far"), {}).get(name)
-            if negatives == "near" and base is not None:  # positives are the far cut's: score the negatives only
-                s = base.copy()
-                far_sets = load_split(_build(root / dataset, sampling, "far"), "test")
-                assert np.array_equal(far_sets[name].patches[0::2], ps.patches[0::2])
-                s[1::2] = score_with(onnx, np.ascontiguousarray(ps.patches[1::2]), desc=f"{cell} {name}", show_progress=True)
-            else:
-                s = score_with(onnx, ps.patches, desc=f"{cell} {name}", show_progress=True)
-            per_cat[name] = s
+            s = score_with(onnx, ps.patches, desc=f"{cell} {name}", show_progress=True)
             cats[name] = {"fpr95": round(fpr95(ps.labels, s), 4), "pairs": int(len(ps))}
-        scored[(model, dataset, proto)] = per_cat
         mean = float(np.mean([c["fpr95"] for c in cats.values()]))
         results[cell] = {"categories": cats, "mean_fpr95": round(mean, 4), "pairs": sum(int(c["pairs"]) for c in cats.values())}
         print(f"{cell:<36} mean FPR95 {mean:6.2f}  " + " ".join(f"{k} {v['fpr95']:.2f}" for k, v in cats.items()), flush=True)

@@ -27,12 +27,11 @@ def shipped():
 
 
 @pytest.fixture(scope="module")
-def visnir_strongest_test(data_root):
-    """The VIS-NIR test split cut strongest-first (train keypoints do not change the test pairs: kept small)."""
-    from rrl_edge.data.build import PatchConfig, ensure_dataset, load_split
+def visnir_strongest_test(visnir_strongest_build):
+    """The VIS-NIR test split cut strongest-first (byte-identical to the cut before issue 8)."""
+    from rrl_edge.data.build import load_split
 
-    cfg = PatchConfig(keypoint_sampling="strongest", train_keypoints_per_image=16)
-    return load_split(ensure_dataset(data_root / "vis-nir", cfg, progress=False), "test")
+    return load_split(visnir_strongest_build, "test")
 
 
 @pytest.mark.slow
