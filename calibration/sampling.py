@@ -55,7 +55,7 @@ class CalibrationSet:
 
 def load_calibration_sets(data: Path, progress: bool = False) -> Tuple[Dict[str, PatchSet], Dict[str, object]]:
     """The training split of a folder of image pairs (VIS-NIR or RoadScene layout), keyed by category."""
-    from rrl_edge.data.build import PatchConfig
+    from rrl_edge.data.build import STRONGEST_CUT
     from rrl_edge.patch_sources import load_sets
 
     data = Path(data)
@@ -64,7 +64,7 @@ def load_calibration_sets(data: Path, progress: bool = False) -> Tuple[Dict[str,
     if not data.is_dir():
         raise ExportError(f"--calib-data {data}: not a folder (calibration reads the training split of a folder of image pairs)")
     try:
-        return load_sets(data, CALIBRATION_SPLIT, PatchConfig(), progress=progress)
+        return load_sets(data, CALIBRATION_SPLIT, STRONGEST_CUT, progress=progress)
     except DataError as exc:
         raise ExportError(f"--calib-data {data}: {exc}") from None
 

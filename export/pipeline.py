@@ -101,11 +101,11 @@ def validate(opts: ExportOptions) -> None:
 
 
 def _load_proof_sets(opts: ExportOptions) -> Dict[str, PatchSet]:
-    from rrl_edge.data.build import PatchConfig
+    from rrl_edge.data.build import STRONGEST_CUT
     from rrl_edge.patch_sources import load_sets
 
     source = opts.eval_data or _default_visnir()
-    sets, _ = load_sets(source, "test", PatchConfig(), progress=opts.progress)
+    sets, _ = load_sets(source, "test", STRONGEST_CUT, progress=opts.progress)
     proof = proof_sets(sets, opts.proof_pairs, opts.seed)
     total = sum(len(ps) for ps in proof.values())
     if total < MIN_FP32_PAIRS:

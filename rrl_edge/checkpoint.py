@@ -38,8 +38,11 @@ def shipped_checkpoint(name: str = "vis-nir") -> Path:
 
 
 def shipped_for_layout(layout: str) -> Path:
-    """The shipped model for data of this layout: RoadScene's for RoadScene (VIS-LWIR), VIS-NIR's otherwise."""
-    return shipped_checkpoint("roadscene" if layout == "roadscene" else "vis-nir")
+    """The shipped model for data of this layout (``data.layouts.LAYOUTS``: RoadScene's for VIS-LWIR, VIS-NIR's
+    for VIS-NIR and for a folder of your own pairs); VIS-NIR's for a patch file."""
+    from rrl_edge.data.layouts import LAYOUTS  # OpenCV and Pillow load only when a layout is asked about
+
+    return shipped_checkpoint(LAYOUTS[layout].shipped if layout in LAYOUTS else "vis-nir")
 
 
 def atomic_torch_save(obj: Any, path: PathLike) -> None:

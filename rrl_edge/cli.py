@@ -19,7 +19,21 @@ from rrl_edge.errors import OutputError, RRLEdgeError, Terminated
 
 
 def _add_patch_options(p: argparse.ArgumentParser) -> None:
+    from rrl_edge.data.protocol import (
+        DEFAULT_EVAL_NEGATIVES, DEFAULT_EVAL_SAMPLING, DEFAULT_TRAIN_NEGATIVES, DEFAULT_TRAIN_SAMPLING,
+        KEYPOINT_SAMPLINGS, NEGATIVE_RULES,
+    )
+
     p.add_argument("--seed", type=int, default=0, help="seed of the patch cutting and splits (default 0)")
+    p.add_argument("--keypoint-sampling", choices=tuple(KEYPOINT_SAMPLINGS), default=None,
+                   help=f"val/test keypoints: uniform over the whole response range or strongest first "
+                        f"(default {DEFAULT_EVAL_SAMPLING})")
+    p.add_argument("--negatives", choices=tuple(NEGATIVE_RULES), default=None,
+                   help=f"val/test negatives: far (>= 64 px) or near (64-128 px, Chebyshev) (default {DEFAULT_EVAL_NEGATIVES})")
+    p.add_argument("--train-keypoint-sampling", choices=tuple(KEYPOINT_SAMPLINGS), default=None,
+                   help=f"training keypoints (default {DEFAULT_TRAIN_SAMPLING})")
+    p.add_argument("--train-negatives", choices=tuple(NEGATIVE_RULES), default=None,
+                   help=f"training negatives (default {DEFAULT_TRAIN_NEGATIVES}: half near, half far)")
     p.add_argument("--train-keypoints", type=positive_int, default=None, help="positive pairs per training image")
     p.add_argument("--eval-keypoints", type=positive_int, default=None, help="positive pairs per val/test image")
     p.add_argument("--val-images", type=positive_int, default=None, help="VIS-NIR country images held out for validation")
@@ -38,6 +52,9 @@ def _patch_config(args: argparse.Namespace):  # -> PatchConfig
         overrides["val_images"] = args.val_images
     if args.detector:
         overrides["detector"] = args.detector
+    for name in ("keypoint_sampling", "negatives", "train_keypoint_sampling", "train_negatives"):
+        if getattr(args, name, None):
+            overrides[name] = getattr(args, name)
     return PatchConfig(**overrides)
 
 
@@ -186,10 +203,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
         results["SIFT"] = evaluate_sets(sets, sift)
     print(f"model: {meta['path']} (width {meta['config']['width']}); data: {info['source']}, split {args.split}")
+    if info.get("protocol"):
+        print(f"protocol: {info['protocol'].get('description', info['protocol'])}")
     print(format_table(results))
     if args.json:
         report = dict(results["RRL-Net"])
         report["checkpoint"] = meta["path"]
+        report["data"] = info["source"]
+        report["split"] = args.split
+        report["protocol"] = info.get("protocol")
         if "SIFT" in results:
             report["baseline"] = {"method": "sift", **results["SIFT"]}
         write_json(report, Path(args.json))

@@ -7,7 +7,7 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
-from rrl_edge.data.build import PatchConfig, detect_layout, ensure_dataset, load_split
+from rrl_edge.data.build import PatchConfig, detect_layout, ensure_dataset, load_split, read_manifest
 from rrl_edge.data.patchfile import PatchSet, load_patch_file
 from rrl_edge.errors import DataError
 
@@ -29,13 +29,15 @@ def load_sets(
     data = Path(data)
     if data.is_file():
         ps = load_patch_file(data, labels)
-        return {ps.name: ps}, {"source": str(data), "layout": "patch-file"}
+        return {ps.name: ps}, {"source": str(data), "layout": "patch-file",
+                               "protocol": {"source": "patch-file", "description": "pairs as given in the patch file"}}
     layout = detect_layout(data)
     build_dir = ensure_dataset(data, config, progress=progress)
     sets = load_split(build_dir, split)
     if not sets:
         raise DataError(f"{data}: the {split!r} split has no patches (build in {build_dir})")
-    return sets, {"source": str(data.resolve()), "layout": layout, "build_dir": str(build_dir)}
+    protocol = read_manifest(build_dir).get("protocol", {}).get(split)
+    return sets, {"source": str(data.resolve()), "layout": layout, "build_dir": str(build_dir), "protocol": protocol}
 
 
 def concat(sets: Dict[str, PatchSet], name: str) -> PatchSet:

@@ -129,6 +129,10 @@ def test_manifest_counts_and_decisions(built: Path) -> None:
             )
     assert m["counts"]["train"]["country"]["images_dropped"] + m["counts"]["val"]["country"]["images_dropped"] == 1
     assert m["alignment_summary"]["field"] == {"kept": 1, "corrected": 1, "dropped": 0}
+    for split in ("val", "test"):  # the protocol each split was cut with
+        assert m["protocol"][split]["keypoint_sampling"] == "uniform" and m["protocol"][split]["negatives"] == "far"
+        assert m["protocol"][split]["keypoints_per_image"] == CFG.eval_keypoints_per_image
+    assert m["protocol"]["train"]["negatives"] == "mixed" and m["protocol"]["train"]["keypoints_per_image"] == 48
 
 
 def test_deterministic_and_seed_dependent(subset: Path, built: Path, tmp_path: Path) -> None:
@@ -138,6 +142,15 @@ def test_deterministic_and_seed_dependent(subset: Path, built: Path, tmp_path: P
     other = _file_digests(tmp_path / "seed1")
     assert set(other) == set(_file_digests(built))
     assert other != _file_digests(built)
+
+
+def test_strongest_protocol_is_recorded_and_changes_only_its_splits(subset: Path, built: Path, tmp_path: Path) -> None:
+    m = build_dataset(subset, tmp_path / "strong", PatchConfig(**{**CFG.__dict__, "keypoint_sampling": "strongest"}),
+                      progress=False)
+    assert m["protocol"]["test"]["keypoint_sampling"] == "strongest" and m["protocol"]["train"]["keypoint_sampling"] == "uniform"
+    a, b = _file_digests(tmp_path / "strong"), _file_digests(built)
+    assert a["train_country_patches.npy"] == b["train_country_patches.npy"]
+    assert a["test_field_patches.npy"] != b["test_field_patches.npy"]
 
 
 def test_positives_really_aligned(built: Path) -> None:

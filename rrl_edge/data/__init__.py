@@ -1,8 +1,10 @@
 """Real cross-spectral data: image pairs -> aligned, balanced 64x64 patch pairs in the published format.
 
 Modules: ``patchfile`` (the .npy patch format), ``images`` (finding/reading/unwarping pairs),
-``alignment`` (shift search and the keep/correct/drop decision), ``patches`` (keypoints, cutting,
-negatives), ``build`` (splits, manifest, cache).
+``layouts`` (the dataset-layout registry: vis-nir, roadscene, a vis/ + other/ pairs folder),
+``alignment`` (shift search and the keep/correct/drop decision), ``protocol`` (keypoint sampling and
+negative rules, the choices in one place), ``patches`` (keypoints, cutting, negatives), ``build``
+(splits, manifest, cache).
 
 The names below load on first use (PEP 562): the device runtime reads patch files through
 ``rrl_edge.data.patchfile`` (numpy only) and must not pull in OpenCV and Pillow with the builder.

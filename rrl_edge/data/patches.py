@@ -4,16 +4,22 @@ Positives are the VIS patch and the other-spectrum patch at the same keypoint (t
 grid by then). Negatives pair the VIS patch at keypoint i with the other-spectrum patch at another
 keypoint j of the same image whose centre is at least one patch width away in Chebyshev distance
 (max(|dx|, |dy|) >= 64), i.e. the two windows do not overlap at all: a negative never shares pixels
-with its positive. One negative per positive, so every image gives an exact 50/50 split.
+with its positive. "far" negatives take any such j, "near" ones only j at most 128 px away (see
+``protocol``). One negative per positive, so every image gives an exact 50/50 split.
+
+Keypoints are either the strongest (non-max-suppressed) responses first, or a seeded uniform draw among
+all of them ("uniform", the default test cut), which reaches the low-contrast places too.
 """
 
 from __future__ import annotations
 
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import cv2
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
+
+from rrl_edge.data.protocol import FAR_MIN_PX, KEYPOINT_SAMPLINGS, NEAR_MAX_PX, NEAR_MIN_PX, NEGATIVE_RULES
 
 DETECTORS = ("sift", "fast")
 
@@ -48,12 +54,50 @@ def windows_inside(centres: np.ndarray, valid: np.ndarray, size: int) -> np.ndar
 
 
 def detect_keypoints(
-    gray: np.ndarray, valid: np.ndarray, limit: int, patch_size: int = 64, min_distance: int = 8, detector: str = "sift"
+    gray: np.ndarray,
+    valid: np.ndarray,
+    limit: int,
+    patch_size: int = 64,
+    min_distance: int = 8,
+    detector: str = "sift",
+    sampling: str = "strongest",
+    rng: Optional[np.random.Generator] = None,
 ) -> np.ndarray:
-    """Up to ``limit`` keypoint centres (x, y), strongest first, whose window is wholly valid, with greedy
-    non-max suppression: a keypoint closer than ``min_distance`` (Euclidean) to a stronger kept one is
-    skipped, so patches do not pile up on one corner. Ties in response are broken by (y, x), so the
-    result does not depend on the detector's output order."""
+    """Up to ``limit`` keypoint centres (x, y) whose window is wholly valid, after greedy non-max
+    suppression: a keypoint closer than ``min_distance`` (Euclidean) to a stronger kept one is skipped,
+    so patches do not pile up on one corner. Ties in response are broken by (y, x), so the result does
+    not depend on the detector's output order.
+
+    ``sampling="strongest"``: the ``limit`` strongest, strongest first. ``"uniform"``: ``limit`` drawn
+    with ``rng`` uniformly among all suppressed-and-valid keypoints (all of them if fewer), kept in
+    strength order."""
+    if sampling not in KEYPOINT_SAMPLINGS:
+        raise ValueError(f"unknown keypoint sampling {sampling!r}; expected one of {tuple(KEYPOINT_SAMPLINGS)}")
+    if sampling == "uniform" and rng is None:
+        raise ValueError("uniform keypoint sampling needs a seeded rng")
+    ranked = nms_keypoints(gray, valid, limit if sampling == "strongest" else None, patch_size, min_distance, detector)
+    return select_keypoints(ranked, limit, sampling, rng)
+
+
+def select_keypoints(
+    ranked: np.ndarray, limit: int, sampling: str, rng: Optional[np.random.Generator] = None
+) -> np.ndarray:
+    """``limit`` of the strength-ordered keypoints ``ranked``: the first ones, or a seeded uniform draw."""
+    if sampling == "uniform" and len(ranked) > limit:
+        assert rng is not None
+        return ranked[np.sort(rng.choice(len(ranked), size=limit, replace=False))]
+    return ranked[:limit]
+
+
+def nms_keypoints(
+    gray: np.ndarray,
+    valid: np.ndarray,
+    limit: Optional[int],
+    patch_size: int = 64,
+    min_distance: int = 8,
+    detector: str = "sift",
+) -> np.ndarray:
+    """Every non-max-suppressed keypoint with a valid window (or the first ``limit``), strongest first."""
     pts, resp = _raw_keypoints(gray, detector)
     ok = windows_inside(pts, valid, patch_size) if len(pts) else np.zeros(0, bool)
     pts, resp = pts[ok], resp[ok]
@@ -68,7 +112,7 @@ def detect_keypoints(
         disk = (xx * xx + yy * yy) < r * r
     kept: List[Tuple[int, int]] = []
     for x, y in pts:
-        if len(kept) >= limit:
+        if limit is not None and len(kept) >= limit:
             break
         if blocked[y, x]:
             continue
@@ -86,17 +130,57 @@ def cut_patches(image: np.ndarray, centres: np.ndarray, size: int = 64) -> np.nd
     return np.ascontiguousarray(views[centres[:, 1] - half, centres[:, 0] - half])
 
 
-def negative_partners(centres: np.ndarray, rng: np.random.Generator, min_separation: int = 64) -> np.ndarray:
-    """For each keypoint, a random other keypoint at Chebyshev distance >= ``min_separation``; -1 if none."""
+def negative_partners(
+    centres: np.ndarray,
+    rng: np.random.Generator,
+    min_separation: int = 64,
+    max_separation: Optional[int] = None,
+    candidates: Optional[np.ndarray] = None,
+) -> np.ndarray:
+    """For each keypoint, the index of a random keypoint of ``candidates`` (default: ``centres`` themselves)
+    at Chebyshev distance in [``min_separation``, ``max_separation``] (no upper bound if None); -1 if none."""
     k = len(centres)
-    if k == 0:
-        return np.zeros(0, np.int64)
-    d = np.abs(centres[:, None, :] - centres[None, :, :]).max(axis=2)
+    if candidates is None:
+        candidates = centres
+    if k == 0 or len(candidates) == 0:
+        return np.full(k, -1, np.int64)
+    d = np.abs(centres[:, None, :] - candidates[None, :, :]).max(axis=2)
     eligible = d >= min_separation
-    score = np.where(eligible, rng.random((k, k)), -1.0)
+    if max_separation is not None:
+        eligible &= d <= max_separation
+    score = np.where(eligible, rng.random((k, len(candidates))), -1.0)
     partner = score.argmax(axis=1)
     partner[~eligible.any(axis=1)] = -1
     return partner
+
+
+def choose_partners(
+    centres: np.ndarray, rng: np.random.Generator, negatives: str = "far", pool: Optional[np.ndarray] = None
+) -> np.ndarray:
+    """Partner centres (K, 2) of each keypoint under a ``protocol.NEGATIVE_RULES`` rule; (-1, -1) where none.
+
+    Far partners are other chosen keypoints, drawn exactly as the original cut did (same rng use), so
+    strongest + far reproduces it. Near partners come from ``pool`` (every valid keypoint of the image;
+    default the chosen ones): the 64-128 px band around a keypoint is small, and a sparse draw of
+    keypoints often has nothing in it."""
+    if negatives not in NEGATIVE_RULES:
+        raise ValueError(f"unknown negatives {negatives!r}; expected one of {tuple(NEGATIVE_RULES)}")
+    pool = centres if pool is None else pool
+    none = np.full((1, 2), -1, np.int64)
+
+    def at(points: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        return np.where((idx >= 0)[:, None], np.concatenate([points, none])[idx], -1) if len(idx) else none[:0]
+
+    frac = NEGATIVE_RULES[negatives].near_fraction
+    if frac == 0.0:
+        return at(centres, negative_partners(centres, rng, FAR_MIN_PX))
+    near = at(pool, negative_partners(centres, rng, NEAR_MIN_PX, NEAR_MAX_PX, candidates=pool))
+    if frac == 1.0:
+        return near
+    far = at(centres, negative_partners(centres, rng, FAR_MIN_PX))
+    want_near = rng.random(len(centres)) < frac
+    use_near = (want_near & (near[:, 0] >= 0)) | (far[:, 0] < 0)
+    return np.where(use_near[:, None], near, far)
 
 
 def make_pairs(
@@ -108,13 +192,22 @@ def make_pairs(
     patch_size: int = 64,
     min_distance: int = 8,
     detector: str = "sift",
+    sampling: str = "strongest",
+    negatives: str = "far",
 ) -> Tuple[np.ndarray, np.ndarray]:
     """Up to ``count`` positives and as many negatives of one aligned image pair, interleaved
-    (positive i at 2i, its negative at 2i + 1); returns (patches (2K, 2, s, s) uint8, labels (2K,) uint8)."""
-    centres = detect_keypoints(vis, valid, count, patch_size, min_distance, detector)
-    partner = negative_partners(centres, rng, patch_size)
-    keep = partner >= 0  # a keypoint without a far-enough partner gives neither, to stay 50/50
-    centres, partner_centres = centres[keep], centres[partner[keep]]
+    (positive i at 2i, its negative at 2i + 1); returns (patches (2K, 2, s, s) uint8, labels (2K,) uint8).
+    ``rng`` draws the keypoints (uniform sampling) and then the negative partners."""
+    if sampling not in KEYPOINT_SAMPLINGS:
+        raise ValueError(f"unknown keypoint sampling {sampling!r}; expected one of {tuple(KEYPOINT_SAMPLINGS)}")
+    if negatives not in NEGATIVE_RULES:
+        raise ValueError(f"unknown negatives {negatives!r}; expected one of {tuple(NEGATIVE_RULES)}")
+    whole = sampling == "uniform" or NEGATIVE_RULES[negatives].near_fraction > 0  # need every keypoint
+    pool = nms_keypoints(vis, valid, None if whole else count, patch_size, min_distance, detector)
+    centres = select_keypoints(pool, count, sampling, rng)
+    partner = choose_partners(centres, rng, negatives, pool)
+    keep = partner[:, 0] >= 0  # a keypoint without a partner in its band gives neither, to stay 50/50
+    centres, partner_centres = centres[keep], partner[keep]
     k = len(centres)
     out = np.empty((2 * k, 2, patch_size, patch_size), np.uint8)
     if k:
