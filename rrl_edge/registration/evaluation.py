@@ -116,7 +116,8 @@ def evaluate(data: Path, runner: Runner, cfg: RegisterConfig, limit: Optional[in
         table[c] = {"ours": summarize([float(r["error"]) for r in sel], [float(r["seconds"]) for r in sel])}
         if sift:
             table[c]["sift"] = summarize([float(r["sift_error"]) for r in sel], [float(r["sift_seconds"]) for r in sel])
-    return {"data": str(data), "seed": seed, "limit": limit, "categories": table, "pairs": rows,
+    method = "RRL-Net + MAGSAC" if cfg.network else "coarse only (no network)"
+    return {"data": str(data), "seed": seed, "limit": limit, "method": method, "categories": table, "pairs": rows,
             "pairs_scored_per_image_pair": float(np.mean([float(r["pairs_scored"]) for r in rows]))}
 
 
@@ -128,7 +129,8 @@ def format_table(report: Dict[str, object]) -> str:
         for name, s in methods.items():
             vals = [f"{s['pairs']}"] + [f"{s[f'success@{t:g}']:.1f}" for t in THRESHOLDS] + [
                 f"{s['median_px']:.2f}", f"{s['seconds_per_pair']:.2f}"]
-            lines.append(f"| {cat} | {'RRL-Net' if name == 'ours' else 'SIFT+MAGSAC'} | " + " | ".join(vals) + " |")
+            label = str(report.get("method", "RRL-Net + MAGSAC")) if name == "ours" else "SIFT + MAGSAC"
+            lines.append(f"| {cat} | {label} | " + " | ".join(vals) + " |")
     return "\n".join(lines)
 
 
@@ -144,7 +146,7 @@ def plot_success(report: Dict[str, object], path: Path) -> None:
     rows = report["pairs"]  # type: ignore[assignment]
     ts = np.linspace(0, 20, 201)
     fig, ax = plt.subplots(figsize=(6, 4))
-    for key, label in (("error", "RRL-Net + MAGSAC"), ("sift_error", "SIFT + MAGSAC")):
+    for key, label in (("error", str(report.get("method", "RRL-Net + MAGSAC"))), ("sift_error", "SIFT + MAGSAC")):
         if rows and key in rows[0]:
             e = np.array([float(r[key]) for r in rows])
             ax.plot(ts, [100 * np.mean(e <= t) for t in ts], label=label)
