@@ -150,3 +150,21 @@ def test_unrelated_images_fail_with_exit_1(tmp_path, capsys, data_root):
     lines = _stderr_lines(capsys)
     assert len(lines) == 1 and "registration failed" in lines[0]
     assert not out.exists()
+
+
+def test_register_eval_coarse_only_writes_table_json_plot(tmp_path, capsys, data_root):
+    """register-eval end to end on one RoadScene test pair under its seeded random affine (coarse stage only, to
+    stay fast): the JSON has per-pair errors and per-category success rates, the plot is a PNG, nothing else left."""
+    out, plot = tmp_path / "e.json", tmp_path / "s.png"
+    rc = main(["register-eval", "--data", str(data_root / "roadscene"), "--limit", "1", "--coarse-only",
+               "--json", str(out), "--plot", str(plot)])
+    assert rc == 0
+    rep = json.loads(out.read_text())
+    assert rep["method"].startswith("coarse") and len(rep["pairs"]) == 1
+    row = rep["pairs"][0]
+    assert row["error"] < 10.0 and "sift_error" in row
+    s = rep["categories"]["roadscene"]["ours"]
+    assert s["pairs"] == 1 and s["success@10"] == 100.0
+    assert "| roadscene |" in capsys.readouterr().out
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e.json", "s.png"]
