@@ -287,9 +287,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_eval)
     from rrl_edge.export.commands import add_commands as add_export_commands
     from rrl_edge.runtime.commands import add_commands as add_runtime_commands
+    from rrl_edge.registration.commands import add_commands as add_registration_commands
 
     add_export_commands(sub)  # export, build
     add_runtime_commands(sub)  # run, parity, bench
+    add_registration_commands(sub)  # register, register-eval
     return parser
 
 

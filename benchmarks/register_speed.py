@@ -1,0 +1,58 @@
+"""Seconds per image pair of `rrl-edge register` per artifact (checkpoint, FP32 ONNX, INT8 ONNX), on the same
+pairs in one process, with the network's pairs scored per image pair and its pairs/s; prints a table.
+
+    python benchmarks/register_speed.py rrl_edge/weights/rrlnet_visnir.pt deploy/rrl.onnx deploy/rrl.int8.onnx \
+        --pairs 2 --keypoints 16
+
+A Jetson estimate (on paper) is pairs scored per image pair / the engine's pairs/s from `rrl-edge bench`, plus the
+coarse stage's CPU seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+from rrl_edge.data.build import default_data_root
+from rrl_edge.data.images import read_gray
+from rrl_edge.registration.matching import Window
+from rrl_edge.registration.pipeline import RegisterConfig, register_images
+from rrl_edge.runtime.registry import open_runner
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("artifacts", nargs="+")
+    ap.add_argument("--pairs", type=int, default=2, help="VIS-NIR indoor pairs timed per artifact")
+    ap.add_argument("--keypoints", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=None)
+    args = ap.parse_args()
+    d = default_data_root() / "vis-nir" / "indoor"
+    ids = sorted(p.name[:4] for p in d.glob("*_rgb.jpg"))[: args.pairs]
+    pairs = [(read_gray(d / f"{i}_rgb.jpg"), read_gray(d / f"{i}_nir.jpg")) for i in ids]
+    k = args.keypoints
+    cfg = RegisterConfig(rounds=(Window(8, 2, k), Window(2, 1, 2 * k)))
+    rows = []
+    for art in args.artifacts:
+        opts = {"threads": args.threads} if args.threads else {}
+        with open_runner(art, **opts) as runner:
+            secs, scored, net = [], [], []
+            for vis, other in pairs:
+                t = time.perf_counter()
+                res = register_images(vis, other, runner, cfg)
+                secs.append(time.perf_counter() - t)
+                scored.append(res.pairs_scored)
+                net.append(sum(v for s, v in res.stages.items() if s.startswith("round")))
+            rows.append((Path(art).name, runner.backend, np.mean(secs), np.mean(scored), np.sum(scored) / np.sum(net),
+                         np.mean([s - n for s, n in zip(secs, net)])))
+    print("| artifact | backend | s / image pair | network pairs / image pair | network pairs/s | non-network s |")
+    print("|---|---|---:|---:|---:|---:|")
+    for name, backend, s, n, pps, rest in rows:
+        print(f"| {name} | {backend} | {s:.2f} | {n:.0f} | {pps:.0f} | {rest:.2f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""Coarse alignment without the network: rotation/scale hypotheses, each with the shift found by phase
+correlation of gradient-magnitude maps (edges survive the change of spectrum better than intensities do),
+searched on a small image, then again around the winner on a larger one.
+
+Why gradients and phase correlation: they need no keypoints and no descriptor that agrees across spectra, cost a
+few FFTs per hypothesis, and cover shifts of a large part of the image; the network then only has to look in a
+window of a few pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+from rrl_edge.registration import geometry as geo
+
+
+@dataclass(frozen=True)
+class CoarseConfig:
+    max_rotation: float = 15.0  # degrees searched either way
+    min_scale: float = 0.9
+    max_scale: float = 1.1
+    small_side: int = 256  # long side of the first search level
+    rotation_step: float = 2.0  # degrees, first level
+    scale_step: float = 0.05  # first level
+    fine_side: int = 640  # long side of the second level
+    fine_rotation_step: float = 0.5
+    fine_scale_step: float = 0.0125
+    keep: int = 3  # first-level winners refined at the second level
+
+
+@dataclass
+class Hypothesis:
+    affine: np.ndarray  # VIS -> other, full-resolution pixels
+    response: float  # phase-correlation peak strength
+    angle: float
+    scale: float
+
+
+def gradient_map(img: np.ndarray) -> np.ndarray:
+    """Gradient magnitude, locally contrast-normalised so a dim spectrum weighs as much as a bright one."""
+    f = cv2.GaussianBlur(img.astype(np.float32), (0, 0), 1.0)
+    gx = cv2.Sobel(f, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(f, cv2.CV_32F, 0, 1, ksize=3)
+    mag = cv2.magnitude(gx, gy)
+    local = cv2.GaussianBlur(mag, (0, 0), 8.0) + 1e-3 * float(mag.mean() + 1e-6)
+    return np.sqrt(mag / local).astype(np.float32)
+
+
+def _resize(img: np.ndarray, f: float) -> np.ndarray:
+    size = (max(1, int(round(img.shape[1] * f))), max(1, int(round(img.shape[0] * f))))
+    return cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+
+
+def _steps(lo: float, hi: float, step: float) -> np.ndarray:
+    n = max(1, int(round((hi - lo) / step)))
+    return np.linspace(lo, hi, n + 1)
+
+
+class _Level:
+    """Gradient maps of both images at one resolution, and the shift search for one hypothesis."""
+
+    def __init__(self, vis: np.ndarray, other: np.ndarray, long_side: int) -> None:
+        self.f = min(1.0, long_side / float(max(vis.shape)))
+        self.gv = gradient_map(_resize(vis, self.f))
+        self.go = gradient_map(_resize(other, self.f))
+        h, w = self.gv.shape
+        self.window = cv2.createHanningWindow((w, h), cv2.CV_32F)
+        self.cv = ((w - 1) / 2.0, (h - 1) / 2.0)
+        self.co = ((self.go.shape[1] - 1) / 2.0, (self.go.shape[0] - 1) / 2.0)
+
+    def evaluate(self, angle: float, scale: float, center_shift: Tuple[float, float] = (0.0, 0.0)) -> Hypothesis:
+        """Best shift for a rotation/scale about the centres; the result is in full-resolution pixels."""
+        co = (self.co[0] + center_shift[0] * self.f, self.co[1] + center_shift[1] * self.f)
+        a = geo.similarity(angle, scale, self.cv, co)
+        h, w = self.gv.shape
+        warped = cv2.warpAffine(self.go, a, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+        (dx, dy), resp = cv2.phaseCorrelate(self.gv, warped, self.window)
+        # warped(p + d) ~ vis(p): the VIS point p sits at a(p + d) in the other image
+        small = geo.compose(a, geo.translation(dx, dy))
+        return Hypothesis(geo.scale_affine(small, 1.0 / self.f, 1.0 / self.f), float(resp), angle, scale)
+
+
+def coarse_align(vis: np.ndarray, other: np.ndarray, cfg: CoarseConfig = CoarseConfig()) -> List[Hypothesis]:
+    """Hypotheses VIS -> other, best first: a grid search on a small image, winners refined on a larger one."""
+    small = _Level(vis, other, cfg.small_side)
+    first = [small.evaluate(a, s) for a in _steps(-cfg.max_rotation, cfg.max_rotation, cfg.rotation_step)
+             for s in np.exp(_steps(np.log(cfg.min_scale), np.log(cfg.max_scale), cfg.scale_step))]
+    first.sort(key=lambda h: -h.response)
+    fine = _Level(vis, other, cfg.fine_side)
+    out: List[Hypothesis] = []
+    for h in _distinct(first, cfg.keep):
+        shift = _center_shift(h.affine, vis.shape, other.shape)
+        best = max(
+            (fine.evaluate(a, s, shift)
+             for a in h.angle + _steps(-cfg.rotation_step, cfg.rotation_step, cfg.fine_rotation_step)
+             for s in h.scale * np.exp(_steps(-cfg.scale_step, cfg.scale_step, cfg.fine_scale_step))),
+            key=lambda x: x.response,
+        )
+        out.append(best)
+    out.sort(key=lambda h: -h.response)
+    return out
+
+
+def _center_shift(a: np.ndarray, vis_shape: Sequence[int], other_shape: Sequence[int]) -> Tuple[float, float]:
+    """Where the VIS centre lands, relative to the other image's centre (full-resolution pixels)."""
+    cv = np.array([(vis_shape[1] - 1) / 2.0, (vis_shape[0] - 1) / 2.0])
+    co = np.array([(other_shape[1] - 1) / 2.0, (other_shape[0] - 1) / 2.0])
+    d = geo.apply(a, cv)[0] - co
+    return float(d[0]), float(d[1])
+
+
+def _distinct(hyps: List[Hypothesis], k: int) -> List[Hypothesis]:
+    """The ``k`` strongest hypotheses that differ in rotation or scale by more than one grid step."""
+    out: List[Hypothesis] = []
+    for h in hyps:
+        if all(abs(h.angle - o.angle) > 2.5 or abs(np.log(h.scale / o.scale)) > 0.06 for o in out):
+            out.append(h)
+        if len(out) == k:
+            break
+    return out

@@ -1,0 +1,108 @@
+"""``rrl-edge register`` and ``rrl-edge register-eval``: sub-commands added by :func:`add_commands`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from rrl_edge.argtypes import positive_int
+from rrl_edge.atomic import write_json
+from rrl_edge.checkpoint import shipped_checkpoint, shipped_for_layout
+from rrl_edge.registration.estimate import RegistrationFailed
+from rrl_edge.registration.matching import Window
+from rrl_edge.registration.pipeline import RegisterConfig, register_images
+from rrl_edge.runtime.registry import backend_choices, open_runner, runner_options
+
+
+def _config(args: argparse.Namespace) -> RegisterConfig:
+    cfg = RegisterConfig()
+    r1, r2 = cfg.rounds
+    return replace(cfg, rounds=(replace(r1, keypoints=args.keypoints), replace(r2, keypoints=2 * args.keypoints)),
+                   network=not getattr(args, "coarse_only", False))
+
+
+def _open(engine, backend: str, threads):
+    """Open the runner first: a wrong or foreign artifact fails before any image work."""
+    return open_runner(engine, backend, **runner_options(engine, backend, threads=threads))
+
+
+def cmd_register(args: argparse.Namespace) -> int:
+    from rrl_edge.registration.images import read_pair
+    from rrl_edge.registration.visualize import checkerboard, warp_to_vis, write_png
+
+    for out in (args.json, args.warp, args.overlay):
+        if out is not None and Path(out).resolve() in (Path(args.vis).resolve(), Path(args.other).resolve()):
+            raise RegistrationFailed(f"{out}: would overwrite an input image")  # refused before anything runs
+    engine = args.engine or shipped_checkpoint("vis-nir")
+    vis, other = read_pair(Path(args.vis), Path(args.other))
+    with _open(engine, args.backend, args.threads) as runner:
+        try:
+            res = register_images(vis, other, runner, _config(args))
+        except RegistrationFailed as exc:
+            print(f"rrl-edge register: registration failed: {args.vis} -> {args.other}: {exc}", file=sys.stderr)
+            return 1
+    a = res.affine
+    print(f"affine (VIS -> other): [[{a[0, 0]:.5f}, {a[0, 1]:.5f}, {a[0, 2]:.3f}], [{a[1, 0]:.5f}, {a[1, 1]:.5f}, "
+          f"{a[1, 2]:.3f}]]; {res.inliers} inliers; {res.pairs_scored} pairs scored; {res.seconds:.2f} s")
+    if args.json:
+        write_json({**res.to_json(), "vis": str(args.vis), "other": str(args.other), "engine": str(engine)}, args.json)
+    if args.warp or args.overlay:
+        warped = warp_to_vis(other, a, vis.shape)
+        if args.warp:
+            write_png(warped, Path(args.warp))
+        if args.overlay:
+            write_png(checkerboard(vis, warped), Path(args.overlay))
+    return 0
+
+
+def cmd_register_eval(args: argparse.Namespace) -> int:
+    from rrl_edge.data.build import default_data_root, detect_layout
+    from rrl_edge.registration.evaluation import evaluate, format_table, plot_success
+
+    data = Path(args.data) if args.data else default_data_root() / "vis-nir"
+    layout = detect_layout(data)
+    engine = args.engine or shipped_for_layout(layout)
+    with _open(engine, args.backend, args.threads) as runner:
+        report = evaluate(data, runner, _config(args), args.limit, args.seed, sift=not args.no_sift)
+    report["engine"] = str(engine)
+    print(format_table(report))
+    print(f"network pairs scored per image pair: {report['pairs_scored_per_image_pair']:.0f}")
+    if args.json:
+        write_json(report, args.json)
+    if args.plot:
+        plot_success(report, Path(args.plot))
+    return 0
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--engine", help="TensorRT engine, ONNX model (FP32 or INT8) or checkpoint "
+                                    "(default: the shipped model; register: VIS-NIR's, register-eval: the data's)")
+    p.add_argument("--backend", default="auto", choices=backend_choices(), help="default: from the file suffix")
+    p.add_argument("--threads", type=positive_int, default=None, help="CPU threads of the runner")
+    p.add_argument("--keypoints", type=positive_int, default=64,
+                   help="VIS keypoints in the first network round (twice as many in the second)")
+
+
+def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    p = sub.add_parser("register", help="affine registration of a VIS image and a NIR/thermal image")
+    p.add_argument("vis", help="visible image")
+    p.add_argument("other", help="the other spectrum's image (NIR or thermal)")
+    _common(p)
+    p.add_argument("--json", help="write {affine, inliers, seconds, ...}")
+    p.add_argument("--warp", help="PNG: the other image warped onto the VIS grid")
+    p.add_argument("--overlay", help="PNG: checkerboard of VIS and the warped other image")
+    p.set_defaults(func=cmd_register)
+
+    e = sub.add_parser("register-eval", help="registration corner error against ground truth, beside SIFT + MAGSAC")
+    e.add_argument("--data", help="vis-nir/ (stored matrices) or roadscene/ (seeded random affines); "
+                                  "default ../shared/data/vis-nir")
+    _common(e)
+    e.add_argument("--limit", type=positive_int, default=None, help="at most N pairs per category")
+    e.add_argument("--seed", type=int, default=0, help="seed of RoadScene's random affines")
+    e.add_argument("--no-sift", action="store_true", help="leave out the SIFT + MAGSAC baseline")
+    e.add_argument("--coarse-only", action="store_true", help="stop after the coarse stage (ablation)")
+    e.add_argument("--json", help="write the per-pair and per-category report")
+    e.add_argument("--plot", help="PNG: success rate against the corner-error threshold")
+    e.set_defaults(func=cmd_register_eval)

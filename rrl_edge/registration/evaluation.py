@@ -1,0 +1,160 @@
+"""``register-eval``: corner error against ground truth on the VIS-NIR registration set (stored matrices) and on
+RoadScene test pairs moved by seeded random affines, for the network pipeline and SIFT + MAGSAC on the same pairs."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Tuple
+
+import numpy as np
+
+from rrl_edge.data.build import PatchConfig, _plan_roadscene, detect_layout
+from rrl_edge.data.images import VISNIR_CATEGORIES, list_roadscene, list_visnir_category, read_gray, read_warp
+from rrl_edge.errors import DataError, RRLEdgeError
+from rrl_edge.registration import geometry as geo
+from rrl_edge.registration.pipeline import RegisterConfig, register_images
+from rrl_edge.registration.sift_baseline import sift_register
+from rrl_edge.registration.synthetic import synthetic_pair
+from rrl_edge.runtime.runner import Runner
+
+THRESHOLDS = (3.0, 5.0, 10.0)
+FAILED = float("inf")  # corner error of a failed registration: counts as a miss at every threshold
+
+
+@dataclass
+class EvalPair:
+    category: str
+    pair_id: str
+    vis: np.ndarray
+    other: np.ndarray
+    gt: np.ndarray
+
+
+def eval_pairs(data: Path, limit: Optional[int], seed: int = 0) -> Iterator[EvalPair]:
+    """VIS-NIR: the eight warped test categories with their stored matrices. RoadScene: the project's fixed test
+    split (rrl_edge.data.build), each pair moved by a random affine seeded by ``seed`` and its index."""
+    layout = detect_layout(data)
+    root = Path(data)
+    if layout == "roadscene":
+        if (root / "roadscene").is_dir():
+            root = root / "roadscene"
+        split = _plan_roadscene(root, PatchConfig())
+        test = [p for p in list_roadscene(root) if split[p.pair_id] == "test"][:limit]
+        for i, p in enumerate(test):
+            vis, ir = read_gray(p.vis_path), read_gray(p.other_path)
+            other, g = synthetic_pair(vis, ir, seed * 100003 + i)
+            yield EvalPair("roadscene", p.pair_id, vis, other, g)
+        return
+    if (root / "vis-nir").is_dir():
+        root = root / "vis-nir"
+    for cat in VISNIR_CATEGORIES:
+        if not (root / cat).is_dir():
+            continue
+        pairs = [p for p in list_visnir_category(root / cat) if p.warp_path is not None][:limit]
+        for p in pairs:
+            yield EvalPair(cat, p.pair_id, read_gray(p.vis_path), read_gray(p.other_path), read_warp(p.warp_path))
+
+
+def count_pairs(data: Path, limit: Optional[int]) -> int:
+    layout = detect_layout(data)
+    root = Path(data)
+    if layout == "roadscene":
+        root = root / "roadscene" if (root / "roadscene").is_dir() else root
+        split = _plan_roadscene(root, PatchConfig())
+        n = sum(1 for v in split.values() if v == "test")
+        return min(n, limit) if limit else n
+    root = root / "vis-nir" if (root / "vis-nir").is_dir() else root
+    total = 0
+    for cat in VISNIR_CATEGORIES:
+        if (root / cat).is_dir():
+            n = sum(1 for f in os.listdir(root / cat) if f.endswith("_nir.npy"))
+            total += min(n, limit) if limit else n
+    return total
+
+
+def summarize(errors: List[float], seconds: List[float]) -> Dict[str, float]:
+    e = np.array(errors, np.float64)
+    out = {"pairs": int(len(e)), "median_px": float(np.median(e)) if len(e) else float("nan"),
+           "seconds_per_pair": float(np.mean(seconds)) if seconds else float("nan")}
+    for t in THRESHOLDS:
+        out[f"success@{t:g}"] = float(100.0 * np.mean(e <= t)) if len(e) else float("nan")
+    return out
+
+
+def evaluate(data: Path, runner: Runner, cfg: RegisterConfig, limit: Optional[int], seed: int = 0,
+             sift: bool = True, show_progress: bool = True) -> Dict[str, object]:
+    """Per pair: corner error (mean over the 4 VIS corners) of ours and SIFT's; per category: the summary."""
+    from tqdm import tqdm
+
+    rows: List[Dict[str, object]] = []
+    bar = tqdm(eval_pairs(data, limit, seed), total=count_pairs(data, limit), desc="register-eval", unit="pair",
+               disable=not show_progress)
+    for p in bar:
+        h, w = p.vis.shape
+        row: Dict[str, object] = {"category": p.category, "pair": p.pair_id}
+        t = time.perf_counter()
+        try:
+            res = register_images(p.vis, p.other, runner, cfg)
+            row.update(error=geo.corner_error(res.affine, p.gt, w, h), inliers=res.inliers, pairs_scored=res.pairs_scored)
+        except RRLEdgeError as exc:  # a failed registration is a miss, kept with its reason
+            row.update(error=FAILED, inliers=0, pairs_scored=0, failure=str(exc))
+        row["seconds"] = time.perf_counter() - t
+        if sift:
+            a, n, secs = sift_register(p.vis, p.other)
+            row.update(sift_error=FAILED if a is None else geo.corner_error(a, p.gt, w, h), sift_seconds=secs)
+        rows.append(row)
+        bar.set_postfix(err=f"{row['error']:.2f}")
+    if not rows:
+        raise DataError(f"{data}: no registration pairs with ground truth")
+    cats = sorted({str(r["category"]) for r in rows}) + ["all"]
+    table: Dict[str, Dict[str, object]] = {}
+    for c in cats:
+        sel = [r for r in rows if c == "all" or r["category"] == c]
+        table[c] = {"ours": summarize([float(r["error"]) for r in sel], [float(r["seconds"]) for r in sel])}
+        if sift:
+            table[c]["sift"] = summarize([float(r["sift_error"]) for r in sel], [float(r["sift_seconds"]) for r in sel])
+    method = "RRL-Net + MAGSAC" if cfg.network else "coarse only (no network)"
+    return {"data": str(data), "seed": seed, "limit": limit, "method": method, "categories": table, "pairs": rows,
+            "pairs_scored_per_image_pair": float(np.mean([float(r["pairs_scored"]) for r in rows]))}
+
+
+def format_table(report: Dict[str, object]) -> str:
+    """Markdown table: per category, ours and SIFT's success at 3/5/10 px, median error, seconds per pair."""
+    cols = ["pairs"] + [f"success@{t:g}" for t in THRESHOLDS] + ["median_px", "seconds_per_pair"]
+    lines = ["| category | method | " + " | ".join(cols) + " |", "|---|---|" + "---:|" * len(cols)]
+    for cat, methods in report["categories"].items():  # type: ignore[union-attr]
+        for name, s in methods.items():
+            vals = [f"{s['pairs']}"] + [f"{s[f'success@{t:g}']:.1f}" for t in THRESHOLDS] + [
+                f"{s['median_px']:.2f}", f"{s['seconds_per_pair']:.2f}"]
+            label = str(report.get("method", "RRL-Net + MAGSAC")) if name == "ours" else "SIFT + MAGSAC"
+            lines.append(f"| {cat} | {label} | " + " | ".join(vals) + " |")
+    return "\n".join(lines)
+
+
+def plot_success(report: Dict[str, object], path: Path) -> None:
+    """Success rate (%) against the corner-error threshold, ours and SIFT's, all pairs pooled."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from rrl_edge.atomic import save_figure
+
+    rows = report["pairs"]  # type: ignore[assignment]
+    ts = np.linspace(0, 20, 201)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key, label in (("error", str(report.get("method", "RRL-Net + MAGSAC"))), ("sift_error", "SIFT + MAGSAC")):
+        if rows and key in rows[0]:
+            e = np.array([float(r[key]) for r in rows])
+            ax.plot(ts, [100 * np.mean(e <= t) for t in ts], label=label)
+    ax.set_xlabel("mean corner error threshold (px)")
+    ax.set_ylabel("pairs registered (%)")
+    ax.set_title(f"register-eval: {Path(str(report['data'])).name}")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    save_figure(fig, path)
+    plt.close(fig)

@@ -1,0 +1,170 @@
+"""rrl-edge register / register-eval on real pairs from ../shared/data: accuracy against ground truth, the
+affine convention, bad input (exit 2, one line naming the file), failed registration (exit 1), JSON, atomic PNGs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from rrl_edge.cli import main
+from rrl_edge.data.images import read_gray, read_warp
+from rrl_edge.registration import geometry as geo
+from rrl_edge.registration.coarse import coarse_align
+from rrl_edge.registration.synthetic import synthetic_pair
+from rrl_edge.registration.visualize import warp_to_vis
+
+ROADSCENE_NAME = "FLIR_00060.jpg"
+
+
+def _stderr_lines(capsys) -> list:
+    return [l for l in capsys.readouterr().err.splitlines() if l.strip()]
+
+
+def _roadscene(data_root: Path, name: str = ROADSCENE_NAME, seed: int = 3):
+    vis = read_gray(data_root / "roadscene" / "visible" / name)
+    ir = read_gray(data_root / "roadscene" / "infrared" / name)
+    other, g = synthetic_pair(vis, ir, seed)
+    return vis, other, g
+
+
+def test_synthetic_truth_follows_the_dataset_convention(data_root):
+    """G maps VIS -> warped other: warping the other image back with G recovers the aligned infrared image."""
+    vis = read_gray(data_root / "roadscene" / "visible" / ROADSCENE_NAME)
+    ir = read_gray(data_root / "roadscene" / "infrared" / ROADSCENE_NAME)
+    other, g = synthetic_pair(vis, ir, 3)
+    back = warp_to_vis(other, g, vis.shape)
+    covered = warp_to_vis(np.full_like(other, 255), g, vis.shape) == 255
+    covered = cv2.erode(covered.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    assert covered.mean() > 0.3
+    assert np.abs(back[covered].astype(int) - ir[covered].astype(int)).mean() < 3.0
+
+
+def test_coarse_stage_finds_rotation_scale_and_shift(data_root):
+    """Phase correlation of gradient maps alone lands within a few pixels on a real VIS-NIR pair (stored
+    matrix) and on a RoadScene VIS-LWIR pair moved by a random affine: the window the network then searches."""
+    d = data_root / "vis-nir" / "indoor"
+    vis, nir = read_gray(d / "0001_rgb.jpg"), read_gray(d / "0001_nir.jpg")
+    gt = read_warp(d / "0001_nir.npy")
+    assert geo.corner_error(coarse_align(vis, nir)[0].affine, gt, vis.shape[1], vis.shape[0]) < 8.0
+    vis, other, g = _roadscene(data_root)
+    assert geo.corner_error(coarse_align(vis, other)[0].affine, g, vis.shape[1], vis.shape[0]) < 8.0
+
+
+def test_unreadable_image_exits_2_naming_it(tmp_path, capsys, data_root):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff not really a jpeg")
+    vis = data_root / "vis-nir" / "indoor" / "0001_rgb.jpg"
+    out = tmp_path / "r.json"
+    assert main(["register", str(vis), str(bad), "--json", str(out)]) == 2
+    lines = _stderr_lines(capsys)
+    assert len(lines) == 1 and "broken.jpg" in lines[0]
+    assert not out.exists() and list(tmp_path.iterdir()) == [bad]
+
+
+def test_small_and_flat_images_exit_2(tmp_path, capsys, data_root):
+    vis = data_root / "vis-nir" / "indoor" / "0001_rgb.jpg"
+    small = tmp_path / "small.png"
+    cv2.imwrite(str(small), np.random.default_rng(0).integers(0, 255, (60, 90), dtype=np.uint8))
+    assert main(["register", str(vis), str(small)]) == 2
+    lines = _stderr_lines(capsys)
+    assert len(lines) == 1 and "small.png" in lines[0] and "too small" in lines[0]
+    flat = tmp_path / "flat.png"
+    cv2.imwrite(str(flat), np.full((400, 500), 128, np.uint8))
+    assert main(["register", str(flat), str(vis)]) == 2
+    lines = _stderr_lines(capsys)
+    assert len(lines) == 1 and "flat.png" in lines[0]
+
+
+def test_foreign_artifact_exits_2_naming_it(tmp_path, capsys, data_root):
+    """An ONNX model of another network (wrong input names) is refused before any image work."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 8, 8])
+    y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 3, 8, 8])
+    model = helper.make_model(helper.make_graph([helper.make_node("Relu", ["image"], ["logits"])], "g", [x], [y]),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    art = tmp_path / "other_model.onnx"
+    onnx.save(model, str(art))
+    d = data_root / "vis-nir" / "indoor"
+    assert main(["register", str(d / "0001_rgb.jpg"), str(d / "0001_nir.jpg"), "--engine", str(art)]) == 2
+    lines = _stderr_lines(capsys)
+    assert len(lines) == 1 and "other_model.onnx" in lines[0]
+
+
+def test_output_onto_an_input_is_refused(tmp_path, capsys, data_root):
+    d = data_root / "vis-nir" / "indoor"
+    vis = tmp_path / "vis.jpg"
+    vis.write_bytes((d / "0001_rgb.jpg").read_bytes())
+    before = vis.read_bytes()
+    assert main(["register", str(vis), str(d / "0001_nir.jpg"), "--overlay", str(vis)]) == 2
+    assert vis.read_bytes() == before
+    assert "overwrite" in _stderr_lines(capsys)[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("category,pair", [("indoor", "0001"), ("urban", "0002")])
+def test_visnir_pairs_register_within_5px(tmp_path, capsys, data_root, category, pair):
+    """The shipped checkpoint through the CLI on real VIS-NIR pairs: mean corner error against the stored matrix
+    under 5 px; the JSON has the schema; the warp and overlay PNGs are written whole (no temporary left)."""
+    d = data_root / "vis-nir" / category
+    out, warp, overlay = tmp_path / "r.json", tmp_path / "w.png", tmp_path / "o.png"
+    rc = main(["register", str(d / f"{pair}_rgb.jpg"), str(d / f"{pair}_nir.jpg"), "--json", str(out),
+               "--warp", str(warp), "--overlay", str(overlay), "--keypoints", "32"])
+    assert rc == 0
+    rep = json.loads(out.read_text())
+    a = np.array(rep["affine"], np.float64)
+    assert a.shape == (2, 3) and isinstance(rep["inliers"], int) and isinstance(rep["seconds"], float)
+    vis = read_gray(d / f"{pair}_rgb.jpg")
+    assert geo.corner_error(a, read_warp(d / f"{pair}_nir.npy"), vis.shape[1], vis.shape[0]) < 5.0
+    assert rep["inliers"] >= 8
+    assert cv2.imread(str(warp), cv2.IMREAD_GRAYSCALE).shape == vis.shape
+    assert cv2.imread(str(overlay)).shape == (*vis.shape, 3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.png", "r.json", "w.png"]
+
+
+@pytest.mark.slow
+def test_roadscene_synthetic_affine_registers(data_root):
+    """VIS-LWIR (RoadScene) moved by a random rotation/scale/shift: the shipped RoadScene model registers it."""
+    from rrl_edge.checkpoint import shipped_checkpoint
+    from rrl_edge.registration.pipeline import RegisterConfig, register_images
+    from rrl_edge.runtime.registry import open_runner
+
+    vis, other, g = _roadscene(data_root)
+    with open_runner(shipped_checkpoint("roadscene")) as runner:
+        res = register_images(vis, other, runner, RegisterConfig())
+    assert geo.corner_error(res.affine, g, vis.shape[1], vis.shape[0]) < 5.0
+
+
+@pytest.mark.slow
+def test_unrelated_images_fail_with_exit_1(tmp_path, capsys, data_root):
+    """A VIS image against a different scene: no hypothesis verifies; exit 1, one line, nothing written."""
+    a = data_root / "vis-nir" / "indoor" / "0001_rgb.jpg"
+    b = data_root / "vis-nir" / "forest" / "0002_nir.jpg"
+    out = tmp_path / "r.json"
+    assert main(["register", str(a), str(b), "--json", str(out), "--keypoints", "24"]) == 1
+    lines = _stderr_lines(capsys)
+    assert len(lines) == 1 and "registration failed" in lines[0]
+    assert not out.exists()
+
+
+def test_register_eval_coarse_only_writes_table_json_plot(tmp_path, capsys, data_root):
+    """register-eval end to end on one RoadScene test pair under its seeded random affine (coarse stage only, to
+    stay fast): the JSON has per-pair errors and per-category success rates, the plot is a PNG, nothing else left."""
+    out, plot = tmp_path / "e.json", tmp_path / "s.png"
+    rc = main(["register-eval", "--data", str(data_root / "roadscene"), "--limit", "1", "--coarse-only",
+               "--json", str(out), "--plot", str(plot)])
+    assert rc == 0
+    rep = json.loads(out.read_text())
+    assert rep["method"].startswith("coarse") and len(rep["pairs"]) == 1
+    row = rep["pairs"][0]
+    assert row["error"] < 10.0 and "sift_error" in row
+    s = rep["categories"]["roadscene"]["ours"]
+    assert s["pairs"] == 1 and s["success@10"] == 100.0
+    assert "| roadscene |" in capsys.readouterr().out
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e.json", "s.png"]
