@@ -11,7 +11,6 @@ from rrl_edge.argtypes import positive_int
 from rrl_edge.atomic import write_json
 from rrl_edge.checkpoint import shipped_checkpoint, shipped_for_layout
 from rrl_edge.registration.estimate import RegistrationFailed
-from rrl_edge.registration.matching import Window
 from rrl_edge.registration.pipeline import RegisterConfig, register_images
 from rrl_edge.runtime.registry import backend_choices, open_runner, runner_options
 
