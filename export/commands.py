@@ -83,13 +83,15 @@ def cmd_device_check(args: argparse.Namespace) -> int:
 
 def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     """Register `rrl-edge export` and `rrl-edge build` on the CLI's sub-parsers."""
+    from rrl_edge.calibration.quantize import METHODS  # the calibration registry: numpy at import
+
     p = sub.add_parser("export", help="ONNX (and INT8) models checked against PyTorch; the engine where TensorRT runs")
     p.add_argument("--checkpoint", help="default: the shipped VIS-NIR model")
     p.add_argument("--out-dir", required=True, help="folder for rrl.onnx, rrl.int8.onnx, ... (created)")
     p.add_argument("--int8", action="store_true", help="also calibrate INT8 models (TensorRT Q/DQ and ONNX Runtime CPU)")
     p.add_argument("--calib-data", help="image-pair folder whose training split calibrates (default: shared VIS-NIR)")
     p.add_argument("--calib-samples", type=int, default=512, help="calibration pairs, even over categories and labels")
-    p.add_argument("--calib-method", choices=("entropy", "minmax", "percentile"), default="percentile",
+    p.add_argument("--calib-method", choices=METHODS, default="percentile",
                    help="activation ranges: 99.999th percentile of |x| (default), histogram entropy, or min-max")
     p.add_argument("--eval-data", help="image-pair folder whose test split is the proof (default: shared VIS-NIR)")
     p.add_argument("--proof-pairs", type=int, default=0,

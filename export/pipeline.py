@@ -76,9 +76,9 @@ def _say(message: str) -> None:
 
 
 def _default_visnir() -> Path:
-    from rrl_edge.data.build import default_data_root
+    from rrl_edge.data.build import default_dataset
 
-    return default_data_root() / "vis-nir"
+    return default_dataset()
 
 
 def validate(opts: ExportOptions) -> None:

@@ -61,9 +61,9 @@ def _patch_config(args: argparse.Namespace):  # -> PatchConfig
 def _data_path(value: Optional[str]) -> Path:
     if value:
         return Path(value)
-    from rrl_edge.data.build import default_data_root
+    from rrl_edge.data.build import default_dataset
 
-    return default_data_root() / "vis-nir"
+    return default_dataset()
 
 
 def cmd_model_info(args: argparse.Namespace) -> int:
@@ -316,7 +316,7 @@ def _subject(args: argparse.Namespace) -> str:
 
 def _one_line(exc: BaseException, args: argparse.Namespace) -> str:
     """What escaped a command, as one line that names the file."""
-    if isinstance(exc, ImportError) and not isinstance(exc, RRLEdgeError):
+    if isinstance(exc, ImportError) and not isinstance(exc, RRLEdgeError) and (exc.name or "").split(".")[0] != "rrl_edge":
         module = (exc.name or "").split(".")[0]
         extra = EXTRAS.get(module)
         hint = f"pip install 'rrl-edge[{extra}]'" if extra else f"pip install {module or 'the missing package'}"

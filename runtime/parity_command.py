@@ -62,10 +62,10 @@ def _data_path(value: Optional[str]) -> Path:
     if value:
         return Path(value)
     try:
-        from rrl_edge.data.build import default_data_root
+        from rrl_edge.data.build import default_dataset
     except ImportError as exc:
         raise InputError(f"finding the shared VIS-NIR folder needs the train extra ({exc}); pass --data") from exc
-    return default_data_root() / "vis-nir"
+    return default_dataset()
 
 
 def _check_output(flag: str, value: Optional[str]) -> None:

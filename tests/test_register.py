@@ -103,7 +103,7 @@ def test_output_onto_an_input_is_refused(tmp_path, capsys, data_root):
     before = vis.read_bytes()
     assert main(["register", str(vis), str(d / "0001_nir.jpg"), "--overlay", str(vis)]) == 2
     assert vis.read_bytes() == before
-    assert "overwrite" in _stderr_lines(capsys)[0]
+    assert "write over an input" in _stderr_lines(capsys)[0]
 
 
 @pytest.mark.slow

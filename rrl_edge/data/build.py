@@ -24,7 +24,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import time
 import uuid
 import zlib
@@ -36,13 +35,14 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 import numpy as np
 from tqdm import tqdm
 
+from rrl_edge.atomic import write_json
 from rrl_edge.data import alignment as al
 from rrl_edge.data import protocol as proto
 from rrl_edge.data.images import ImagePair, load_pair
 from rrl_edge.data.layouts import VISNIR_TRAIN_CATEGORY, SplitSettings, detect_layout, get_layout  # noqa: F401  (detect_layout: re-exported)
 from rrl_edge.data.patches import DETECTORS, make_pairs
 from rrl_edge.contracts import PATCH_SIZE
-from rrl_edge.data.patchfile import PatchSet, default_file_mode, save_patch_set
+from rrl_edge.data.patchfile import PatchSet, save_patch_set
 from rrl_edge.data.store import DATA_FORMAT_VERSION, MANIFEST, SPLITS, load_split, read_manifest  # noqa: F401  (load_split: re-exported)
 from rrl_edge.errors import DataError
 from rrl_edge.paths import sweep_stale
@@ -124,6 +124,11 @@ def default_data_root() -> Path:
         if c.is_dir():
             return c.resolve()
     raise DataError(f"no data folder: set RRL_EDGE_DATA or provide one of {', '.join(str(c) for c in cands)}")
+
+
+def default_dataset(name: str = "vis-nir") -> Path:
+    """The folder every command reads when ``--data`` is not given: the shared VIS-NIR set (or ``name``)."""
+    return default_data_root() / name
 
 
 # ------------------------------------------------------------------------------------------ per-pair work
@@ -256,20 +261,6 @@ def _write_split_files(results: List[_PairResult], tmp: Path, d: Path) -> Dict[s
     return counts
 
 
-def _write_json_atomic(obj: Any, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(obj, fh, indent=1)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, default_file_mode())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def _alignment_thresholds() -> Dict[str, Any]:
     names = ("SEARCH_RADIUS", "PRE_BLUR_SIGMA", "HIGHPASS_SIGMA", "PEAK_EXCLUSION_PX", "FAR_PX", "MIN_PEAK",
              "MAX_SECOND_RATIO", "MIN_PEAK_MARGIN", "KEEP_RADIUS", "TILE_GRID", "TILE_MIN_PEAK",
@@ -331,7 +322,7 @@ def build_dataset(data_dir: PathLike, out_dir: PathLike, config: PatchConfig = P
             "protocol": {split: config.protocol(split) for split in SPLITS},
             "sources": {"data_dir": str(d), "pairs": [r.record for r in results]},
         }
-        _write_json_atomic(manifest, tmp / MANIFEST)
+        write_json(manifest, tmp / MANIFEST)
         _install(tmp, out)
     finally:
         if tmp.exists():

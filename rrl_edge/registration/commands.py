@@ -1,4 +1,8 @@
-"""``rrl-edge register`` and ``rrl-edge register-eval``: sub-commands added by :func:`add_commands`."""
+"""``rrl-edge register`` and ``rrl-edge register-eval``: sub-commands added by :func:`add_commands`.
+
+argparse and the standard library at import: the CLI builds every sub-parser, also on a device without torch or
+OpenCV, so the registration code loads inside the commands.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +10,14 @@ import argparse
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
-from rrl_edge.argtypes import positive_int
-from rrl_edge.atomic import write_json
-from rrl_edge.checkpoint import shipped_checkpoint, shipped_for_layout
-from rrl_edge.registration.estimate import RegistrationFailed
-from rrl_edge.registration.pipeline import RegisterConfig, register_images
-from rrl_edge.runtime.registry import backend_choices, open_runner, runner_options
+from rrl_edge.argtypes import positive_int, thread_count
 
 
-def _config(args: argparse.Namespace) -> RegisterConfig:
+def _config(args: argparse.Namespace) -> Any:  # RegisterConfig
+    from rrl_edge.registration.pipeline import RegisterConfig
+
     cfg = RegisterConfig()
     r1, r2 = cfg.rounds
     return replace(cfg, rounds=(replace(r1, keypoints=args.keypoints), replace(r2, keypoints=2 * args.keypoints)),
@@ -24,17 +26,23 @@ def _config(args: argparse.Namespace) -> RegisterConfig:
 
 def _open(engine, backend: str, threads):
     """Open the runner first: a wrong or foreign artifact fails before any image work."""
+    from rrl_edge.runtime.registry import open_runner, runner_options
+
     return open_runner(engine, backend, **runner_options(engine, backend, threads=threads))
 
 
 def cmd_register(args: argparse.Namespace) -> int:
+    from rrl_edge.atomic import write_json
+    from rrl_edge.checkpoint import shipped_checkpoint
+    from rrl_edge.paths import guard_outputs
+    from rrl_edge.registration.estimate import RegistrationFailed
     from rrl_edge.registration.images import read_pair
+    from rrl_edge.registration.pipeline import register_images
     from rrl_edge.registration.visualize import checkerboard, warp_to_vis, write_png
 
-    for out in (args.json, args.warp, args.overlay):
-        if out is not None and Path(out).resolve() in (Path(args.vis).resolve(), Path(args.other).resolve()):
-            raise RegistrationFailed(f"{out}: would overwrite an input image")  # refused before anything runs
     engine = args.engine or shipped_checkpoint("vis-nir")
+    guard_outputs({"vis": [args.vis], "other": [args.other], "--engine": [engine]},  # before anything runs
+                  files={"--json": args.json, "--warp": args.warp, "--overlay": args.overlay})
     vis, other = read_pair(Path(args.vis), Path(args.other))
     with _open(engine, args.backend, args.threads) as runner:
         try:
@@ -57,12 +65,16 @@ def cmd_register(args: argparse.Namespace) -> int:
 
 
 def cmd_register_eval(args: argparse.Namespace) -> int:
-    from rrl_edge.data.build import default_data_root, detect_layout
+    from rrl_edge.atomic import write_json
+    from rrl_edge.checkpoint import shipped_for_layout
+    from rrl_edge.data.build import default_dataset, detect_layout
+    from rrl_edge.paths import guard_outputs
     from rrl_edge.registration.evaluation import evaluate, format_table, plot_success
 
-    data = Path(args.data) if args.data else default_data_root() / "vis-nir"
+    data = Path(args.data) if args.data else default_dataset()
     layout = detect_layout(data)
     engine = args.engine or shipped_for_layout(layout)
+    guard_outputs({"--data": [data], "--engine": [engine]}, files={"--json": args.json, "--plot": args.plot})
     with _open(engine, args.backend, args.threads) as runner:
         report = evaluate(data, runner, _config(args), args.limit, args.seed, sift=not args.no_sift)
     report["engine"] = str(engine)
@@ -75,20 +87,22 @@ def cmd_register_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _common(p: argparse.ArgumentParser) -> None:
+def _common(p: argparse.ArgumentParser, backend_choices: Any) -> None:
     p.add_argument("--engine", help="TensorRT engine, ONNX model (FP32 or INT8) or checkpoint "
                                     "(default: the shipped model; register: VIS-NIR's, register-eval: the data's)")
-    p.add_argument("--backend", default="auto", choices=backend_choices(), help="default: from the file suffix")
-    p.add_argument("--threads", type=positive_int, default=None, help="CPU threads of the runner")
+    p.add_argument("--backend", default="auto", choices=backend_choices, help="default: from the file suffix")
+    p.add_argument("--threads", type=thread_count, default=None, help="CPU threads of the runner")
     p.add_argument("--keypoints", type=positive_int, default=64,
                    help="VIS keypoints in the first network round (twice as many in the second)")
 
 
 def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    from rrl_edge.runtime.registry import backend_choices
+
     p = sub.add_parser("register", help="affine registration of a VIS image and a NIR/thermal image")
     p.add_argument("vis", help="visible image")
     p.add_argument("other", help="the other spectrum's image (NIR or thermal)")
-    _common(p)
+    _common(p, backend_choices())
     p.add_argument("--json", help="write {affine, inliers, seconds, ...}")
     p.add_argument("--warp", help="PNG: the other image warped onto the VIS grid")
     p.add_argument("--overlay", help="PNG: checkerboard of VIS and the warped other image")
@@ -97,7 +111,7 @@ def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> 
     e = sub.add_parser("register-eval", help="registration corner error against ground truth, beside SIFT + MAGSAC")
     e.add_argument("--data", help="vis-nir/ (stored matrices) or roadscene/ (seeded random affines); "
                                   "default ../shared/data/vis-nir")
-    _common(e)
+    _common(e, backend_choices())
     e.add_argument("--limit", type=positive_int, default=None, help="at most N pairs per category")
     e.add_argument("--seed", type=int, default=0, help="seed of RoadScene's random affines")
     e.add_argument("--no-sift", action="store_true", help="leave out the SIFT + MAGSAC baseline")

@@ -11,8 +11,9 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
-from rrl_edge.data.build import PatchConfig, _plan_roadscene, detect_layout
-from rrl_edge.data.images import VISNIR_CATEGORIES, list_roadscene, list_visnir_category, read_gray, read_warp
+from rrl_edge.data.build import PatchConfig, detect_layout
+from rrl_edge.data.layouts import get_layout
+from rrl_edge.data.images import VISNIR_CATEGORIES, list_visnir_category, read_gray, read_warp
 from rrl_edge.errors import DataError, RRLEdgeError
 from rrl_edge.registration import geometry as geo
 from rrl_edge.registration.pipeline import RegisterConfig, register_images
@@ -33,6 +34,11 @@ class EvalPair:
     gt: np.ndarray
 
 
+def _roadscene_test(root: Path) -> list:
+    """The project's fixed RoadScene test split (the roadscene layout's plan with the default build settings)."""
+    return [pair for pair, split in get_layout("roadscene").plan(root, PatchConfig().split_settings()) if split == "test"]
+
+
 def eval_pairs(data: Path, limit: Optional[int], seed: int = 0) -> Iterator[EvalPair]:
     """VIS-NIR: the eight warped test categories with their stored matrices. RoadScene: the project's fixed test
     split (rrl_edge.data.build), each pair moved by a random affine seeded by ``seed`` and its index."""
@@ -41,8 +47,7 @@ def eval_pairs(data: Path, limit: Optional[int], seed: int = 0) -> Iterator[Eval
     if layout == "roadscene":
         if (root / "roadscene").is_dir():
             root = root / "roadscene"
-        split = _plan_roadscene(root, PatchConfig())
-        test = [p for p in list_roadscene(root) if split[p.pair_id] == "test"][:limit]
+        test = _roadscene_test(root)[:limit]
         for i, p in enumerate(test):
             vis, ir = read_gray(p.vis_path), read_gray(p.other_path)
             other, g = synthetic_pair(vis, ir, seed * 100003 + i)
@@ -63,8 +68,7 @@ def count_pairs(data: Path, limit: Optional[int]) -> int:
     root = Path(data)
     if layout == "roadscene":
         root = root / "roadscene" if (root / "roadscene").is_dir() else root
-        split = _plan_roadscene(root, PatchConfig())
-        n = sum(1 for v in split.values() if v == "test")
+        n = len(_roadscene_test(root))
         return min(n, limit) if limit else n
     root = root / "vis-nir" if (root / "vis-nir").is_dir() else root
     total = 0
