@@ -71,14 +71,9 @@ def test_device_check_refuses_changed_files(deploy, tmp_path):
 
 @pytest.mark.slow
 def test_device_check_on_python38_with_numpy_124_and_onnxruntime_only(deploy, tmp_path):
-    from test_device_python import DEVICE_PACKAGES, _python38
+    from test_device_python import device_venv
 
-    python38 = _python38()
-    venv = tmp_path / "py38"
-    subprocess.run([python38, "-m", "venv", str(venv)], check=True)
-    pip = [str(venv / "bin/python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-    subprocess.run(pip + DEVICE_PACKAGES, check=True, capture_output=True)
-    subprocess.run(pip + ["--no-deps", "-e", str(ROOT)], check=True, capture_output=True)
+    venv = device_venv(tmp_path)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     run = subprocess.run([str(venv / "bin/rrl-edge"), "device-check", "--deploy", str(deploy), "--report",
                           str(tmp_path / "report.json"), "--backend", "onnxruntime", "--quiet"],

@@ -33,14 +33,20 @@ def _python38() -> str:
     pytest.skip("no Python 3.8 interpreter here (JetPack 5's Python); install one (pyenv install 3.8) to run this")
 
 
-@pytest.mark.slow
-def test_run_on_python38_with_numpy_and_onnxruntime_only(tmp_path, exported, proof_pairs):
+def device_venv(tmp_path):
+    """A Python 3.8 venv with only the device packages and rrl-edge (no deps): what a JetPack 5 device has."""
     python38 = _python38()
     venv = tmp_path / "py38"
     subprocess.run([python38, "-m", "venv", str(venv)], check=True)
     pip = [str(venv / "bin/python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
     subprocess.run(pip + DEVICE_PACKAGES, check=True, capture_output=True)
     subprocess.run(pip + ["--no-deps", "-e", str(ROOT)], check=True, capture_output=True)
+    return venv
+
+
+@pytest.mark.slow
+def test_run_on_python38_with_numpy_and_onnxruntime_only(tmp_path, exported, proof_pairs):
+    venv = device_venv(tmp_path)
 
     pairs = tmp_path / "pairs.npy"
     np.save(pairs, proof_pairs[:200])
