@@ -2,7 +2,8 @@
 
     python benchmarks/cross_dataset.py [--json cross.json] [--cells visnir:vis-nir:uniform-far,...]
 
-Cells are model:dataset:protocol (protocol = keypoint sampling - negatives, see rrl_edge/data/protocol.py).
+Cells are model:dataset:protocol (protocol = keypoint sampling - negatives, see rrl_edge/data/protocol.py);
+model is a shipped model's short name (visnir, roadscene, joint) or a checkpoint path ending in .pt.
 Each cell is what `rrl-edge eval --data ../shared/data/DATASET --checkpoint rrl_edge/weights/rrlnet_MODEL.pt
 --keypoint-sampling S --negatives N` reports (same builds, same FPR95 code), scored with ONNX Runtime FP32
 (within 1e-5 of PyTorch, so the FPR95 is PyTorch's) because it is ~2.5x faster on a busy 2-core CPU. Test
@@ -48,12 +49,19 @@ def _build(data: Path, sampling: str, negatives: str) -> Path:
         return ensure_dataset(data, replace(cfg, train_keypoints_per_image=16), progress=True)
 
 
+def _checkpoint(model_name: str) -> Path:
+    """A shipped model by its short name (visnir, roadscene, joint) or any checkpoint file (a .pt path)."""
+    if model_name.endswith(".pt"):
+        return Path(model_name)
+    return shipped_checkpoint({"visnir": "vis-nir"}.get(model_name, model_name))
+
+
 def _onnx(model_name: str, work: Path) -> Path:
     from rrl_edge.export.onnx_export import export_onnx
 
-    path = work / f"{model_name}.onnx"
+    path = work / f"{abs(hash(model_name))}.onnx"
     if not path.is_file():
-        export_onnx(load_model(shipped_checkpoint("roadscene" if model_name == "roadscene" else "vis-nir"))[0], path)
+        export_onnx(load_model(_checkpoint(model_name))[0], path)
     return path
 
 
@@ -81,10 +89,10 @@ def main() -> None:
         print(f"{cell:<36} mean FPR95 {mean:6.2f}  " + " ".join(f"{k} {v['fpr95']:.2f}" for k, v in cats.items()), flush=True)
         if args.json:
             write_json(results, args.json)
-    print(f"\n{'model':<10} {'dataset':<10} {'protocol':<14} {'pairs':>7} {'mean FPR95':>10}")
+    print(f"\n{'model':<24} {'dataset':<10} {'protocol':<14} {'pairs':>7} {'mean FPR95':>10}")
     for cell, r in results.items():
         m, d, p = cell.split(":")
-        print(f"{m:<10} {d:<10} {p:<14} {r['pairs']:>7} {r['mean_fpr95']:>10.2f}")
+        print(f"{m:<24} {d:<10} {p:<14} {r['pairs']:>7} {r['mean_fpr95']:>10.2f}")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,22 @@
 """ModelOpt's ONNX PTQ against the ONNX Runtime route of calibration/quantize.py, on the same calibration pairs.
 
-    # 1. in a venv with nvidia-modelopt[onnx] (it needs Python >= 3.10, torch, onnx 1.21, onnxruntime-gpu 1.24):
-    python benchmarks/modelopt_study.py quantize --deploy DEPLOY --out rrl.int8.modelopt.onnx
-    # 2. in the project's venv: TensorRT rules + fusion check, then FPR95 parity on every VIS-NIR test pair
+    # 0. a venv for ModelOpt that reuses the project's torch, onnx and onnxruntime (measured: ModelOpt 0.47.0 runs
+    #    with onnx 1.23.2 and onnxruntime 1.32 although it pins 1.21 / onnxruntime-gpu 1.24), and that hides
+    #    tensorrt-stubs (ModelOpt would take the types-only `tensorrt` for TensorRT and fail on trt.Logger):
+    python3 -m venv /tmp/movenv && S=/tmp/movenv/lib/python3.11/site-packages
+    echo "import site; site.addsitedir('$PWD/.venv/lib/python3.11/site-packages')" > $S/rrl_venv.pth
+    mkdir -p $S/tensorrt && echo 'raise ImportError("types only")' > $S/tensorrt/__init__.py
+    /tmp/movenv/bin/pip install --no-deps nvidia-modelopt==0.47.0 onnx-graphsurgeon onnxconverter-common==1.16.0 \
+        onnx-ir ml_dtypes onnxscript polygraphy cppimport lief ninja nvidia-ml-py pydantic pydantic-core \
+        annotated-types typing-inspection omegaconf antlr4-python3-runtime "pulp<4" regex rich markdown-it-py \
+        mdurl pygments safetensors scipy PyYAML
+    # 1. quantize (DEPLOY from `rrl-edge export --int8 --out-dir DEPLOY`):
+    /tmp/movenv/bin/python benchmarks/modelopt_study.py quantize --deploy DEPLOY --out rrl.int8.modelopt.onnx \
+        [--method entropy] [--placement modelopt]
+    # 2. in the project's venv: TensorRT rules + fusion check, then FPR95 parity on every VIS-NIR test pair of the
+    #    export proof's cut (rrl-edge data build --keypoint-sampling strongest --out CUT):
     python benchmarks/modelopt_study.py check rrl.int8.modelopt.onnx
-    rrl-edge parity --reference rrl_edge/weights/rrlnet_visnir.pt --candidate DEPLOY/rrl.int8.onnx \
+    rrl-edge parity --reference rrl_edge/weights/rrlnet_visnir.pt --data CUT --candidate DEPLOY/rrl.int8.onnx \
         --candidate rrl.int8.modelopt.onnx --budget 0.3 --json modelopt-parity.json
 
 Both quantize DEPLOY/rrl.onnx with DEPLOY/rrl.calib.npy (the export's 512 training pairs) and keep the same
@@ -21,11 +33,11 @@ from pathlib import Path
 import numpy as np
 
 
-def quantize(deploy: Path, out: Path, method: str) -> None:
+def quantize(deploy: Path, out: Path, method: str, placement: str = "conv-gemm") -> None:
     import onnx
     from modelopt.onnx.quantization import quantize as mo_quantize
 
-    from rrl_edge.calibration.quantize import float_nodes, score_head_nodes
+    from rrl_edge.calibration.quantize import float_nodes, rewire_float_inputs, score_head_nodes
     from rrl_edge.contracts import CALIB_SAMPLES, FP32_ONNX, INPUT_NAMES, to_unit_float
 
     pairs = to_unit_float(np.load(deploy / CALIB_SAMPLES))
@@ -34,8 +46,13 @@ def quantize(deploy: Path, out: Path, method: str) -> None:
     keep = float_nodes(proto) + score_head_nodes(proto)
     mo_quantize(str(deploy / FP32_ONNX), quantize_mode="int8", calibration_data=data, calibration_method=method,
                 calibration_eps=["cpu"], nodes_to_exclude=keep, output_path=str(out), high_precision_dtype="fp32",
-                dq_only=False, op_types_to_quantize=["Conv", "Gemm"])
-    print(f"wrote {out}")
+                dq_only=False, op_types_to_quantize=["Conv", "Gemm"] if placement == "conv-gemm" else None,
+                opset=17)  # TensorRT 8.5 parses opsets up to 17 (ModelOpt would raise it to 19)
+    quantized = onnx.load(str(out))  # as the ORT route does: a layer kept float reads the float tensor
+    rewired = rewire_float_inputs(quantized, keep)
+    if rewired:
+        onnx.save(quantized, str(out))
+    print(f"wrote {out} ({placement} placement, {rewired} float-layer inputs rewired to float)")
 
 
 def check(path: Path) -> int:
@@ -64,11 +81,13 @@ def main(argv=None) -> int:
     q.add_argument("--deploy", required=True, type=Path)
     q.add_argument("--out", required=True, type=Path)
     q.add_argument("--method", default="max", choices=("max", "entropy"))
+    q.add_argument("--placement", default="conv-gemm", choices=("conv-gemm", "modelopt"),
+                   help="quantize Conv/Gemm only, as the ORT route does, or every op type ModelOpt's TensorRT rules pick")
     c = sub.add_parser("check")
     c.add_argument("model", type=Path)
     args = parser.parse_args(argv)
     if args.cmd == "quantize":
-        quantize(args.deploy, args.out, args.method)
+        quantize(args.deploy, args.out, args.method, args.placement)
         return 0
     return check(args.model)
 

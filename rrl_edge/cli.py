@@ -37,6 +37,8 @@ def _add_patch_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train-keypoints", type=positive_int, default=None, help="positive pairs per training image")
     p.add_argument("--eval-keypoints", type=positive_int, default=None, help="positive pairs per val/test image")
     p.add_argument("--val-images", type=positive_int, default=None, help="VIS-NIR country images held out for validation")
+    p.add_argument("--train-images", type=positive_int, default=None,
+                   help="cut only this many training images (a seeded draw; e.g. a fine-tuning curve)")
     p.add_argument("--detector", choices=("sift", "fast"), default=None, help="keypoint detector on the VIS image (default sift)")
 
 
@@ -50,6 +52,8 @@ def _patch_config(args: argparse.Namespace):  # -> PatchConfig
         overrides["eval_keypoints_per_image"] = args.eval_keypoints
     if args.val_images:
         overrides["val_images"] = args.val_images
+    if getattr(args, "train_images", None):
+        overrides["train_images"] = args.train_images
     if args.detector:
         overrides["detector"] = args.detector
     for name in ("keypoint_sampling", "negatives", "train_keypoint_sampling", "train_negatives"):
@@ -102,20 +106,27 @@ def cmd_train(args: argparse.Namespace) -> int:
     from rrl_edge.data.patchfile import data_inputs
     from rrl_edge.paths import RunLock, guard_outputs, resolve
 
-    data = _data_path(args.data)
+    datas = [Path(d) for d in args.data] if args.data else [_data_path(None)]
+    if len(datas) > 1 and args.val_data:
+        raise OutputError("--val-data: goes with a single patch-file --data; with several --data each brings its "
+                          "own validation split")
     out_dir = Path(args.out_dir)
     resume = args.resume if args.resume and resolve(args.resume) != resolve(out_dir / "last.pt") else None
-    guard_outputs({"--data": data_inputs(data), "--val-data": data_inputs(args.val_data), "--resume": [resume],
-                   "--init-from": [args.init_from if args.init_from != "shipped" else None]},
+    guard_outputs({"--data": [p for d in datas for p in data_inputs(d)], "--val-data": data_inputs(args.val_data),
+                   "--resume": [resume], "--init-from": [args.init_from if args.init_from != "shipped" else None]},
                   folders={"--out-dir": (out_dir, list(RUN_FILES))})
     if out_dir.is_dir() and any(out_dir.iterdir()) and not (args.resume or args.overwrite):
         held = ", ".join(sorted(p.name for p in out_dir.iterdir())[:4])
         raise OutputError(f"--out-dir {out_dir}: is not empty (holds {held}); pass --resume {out_dir / 'last.pt'} to "
                           "continue its run, --overwrite to replace it, or choose another folder")
+    if args.device == "cuda":  # before minutes of patch cutting, not after
+        from rrl_edge.runtime.torch_runner import check_torch_device
+
+        check_torch_device("cuda", "rrl-edge train")
     is_main = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 reports and writes
     lock = RunLock(out_dir).acquire() if is_main else None  # a second run on this folder is refused
     try:
-        return _train_locked(args, data, is_main)
+        return _train_locked(args, datas, is_main)
     finally:
         if lock is not None:
             lock.release()
@@ -124,12 +135,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 RUN_FILES = ("best.pt", "last.pt", "curve.json", "curve.png")  # what a training run writes in --out-dir
 
 
-def _train_locked(args: argparse.Namespace, data: Path, is_main: bool) -> int:
+def _training_sets(args: argparse.Namespace, data: Path, config) -> tuple:  # -> (PatchSet, PatchSet, dict)
+    """The training pairs and validation pairs of one --data, and where they came from."""
     from rrl_edge.data.patchfile import check_both_classes, load_patch_file
     from rrl_edge.patch_sources import concat, load_sets, split_off_validation
-    from rrl_edge.training.trainer import TrainConfig, train
 
-    config = _patch_config(args)
     train_sets, info = load_sets(data, "train", config, progress=not args.quiet)
     train_set = concat(train_sets, "train")
     check_both_classes(train_set.labels, f"{data} (training pairs)")
@@ -139,21 +149,35 @@ def _train_locked(args: argparse.Namespace, data: Path, is_main: bool) -> int:
     elif info["layout"] == "patch-file":
         train_set, val_set = split_off_validation(train_set, args.seed)
         val_source = f"{data} (held-out validation pairs)"
-        print(f"no --val-data: holding out {len(val_set)} of the file's pairs for validation")
+        print(f"{data}: no --val-data: holding out {len(val_set)} of the file's pairs for validation")
     else:
         val_set = concat(load_sets(data, "val", config, progress=False)[0], "val")
         val_source = f"{data} (validation split)"
     check_both_classes(val_set.labels, val_source)
+    return train_set, val_set, info
+
+
+def _train_locked(args: argparse.Namespace, datas: Sequence[Path], is_main: bool) -> int:
+    from rrl_edge.patch_sources import joint_name, merge_training
+    from rrl_edge.training.trainer import TrainConfig, train
+
+    config = _patch_config(args)
+    parts = [_training_sets(args, d, config) for d in datas]
+    train_set, val_sets, info = merge_training(parts)
     cfg = TrainConfig(
         out_dir=args.out_dir, width=args.width, batch_size=args.batch_size, lr=args.lr, schedule=args.schedule,
         warmup_steps=args.warmup_steps, epochs=args.epochs, max_steps=args.max_steps, max_minutes=args.max_minutes,
         eval_every=args.eval_every, seed=args.seed, augment=not args.no_augment, threads=args.threads,
         resume=args.resume, init_from=args.init_from, progress=not args.quiet, compile=args.compile,
+        device=args.device, amp=not args.no_amp,
     )
     info["patch_config"] = config.__dict__ if hasattr(config, "__dict__") else str(config)
     if is_main:
-        print(f"training on {len(train_set)} pairs, validating on {len(val_set)} pairs; writing {cfg.out_dir}")
-    state = train(cfg, train_set, val_set, info)
+        val_text = " + ".join(f"{len(v)} ({n})" for n, v in val_sets.items()) if len(val_sets) > 1 else str(
+            len(next(iter(val_sets.values()))))
+        print(f"training on {len(train_set)} pairs of {joint_name(parts)}, validating on {val_text} pairs; "
+              f"writing {cfg.out_dir}")
+    state = train(cfg, train_set, val_sets, info)
     if is_main:
         print(f"done: {state.step} steps, best validation FPR95 {state.best_val_fpr95:.2f}% -> {Path(cfg.out_dir) / 'best.pt'}")
     return 0
@@ -250,9 +274,14 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=cmd_data_build)
 
     p = sub.add_parser("train", help="MLPP training; keeps the best validation checkpoint")
-    p.add_argument("--data", help="image-pair folder or published .npy patch file (default: shared VIS-NIR)")
+    p.add_argument("--data", action="append",
+                   help="image-pair folder or published .npy patch file (default: shared VIS-NIR); repeat it to train "
+                        "one joint model on several camera pairs (validation: the mean of each set's FPR95)")
     p.add_argument("--val-data", help="validation patch file (with a patch-file --data)")
     p.add_argument("--out-dir", default="runs/rrlnet")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="where to train (auto: CUDA when this PyTorch sees a GPU)")
+    p.add_argument("--no-amp", action="store_true", help="on CUDA, train in float32 instead of bfloat16 autocast")
     p.add_argument("--width", type=width, default=0.25)
     p.add_argument("--batch-size", type=batch_size, default=64)
     p.add_argument("--lr", type=learning_rate, default=1e-3, help="peak learning rate of Nadam (paper: 2e-4 constant)")

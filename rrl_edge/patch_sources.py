@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -61,3 +61,40 @@ def split_off_validation(ps: PatchSet, seed: int) -> Tuple[PatchSet, PatchSet]:
         PatchSet(ps.name + "-train", ps.patches[~mask], ps.labels[~mask]),
         PatchSet(ps.name + "-val", ps.patches[mask], ps.labels[mask]),
     )
+
+
+def _source_name(info: Dict[str, object]) -> str:
+    return Path(str(info["source"])).name or str(info["source"])
+
+
+def joint_name(parts: Sequence[Tuple[PatchSet, PatchSet, Dict[str, object]]]) -> str:
+    """The training sources as people read them: 'vis-nir', or 'vis-nir + roadscene' for a joint run."""
+    return " + ".join(_source_name(info) for _, _, info in parts)
+
+
+def merge_training(
+    parts: Sequence[Tuple[PatchSet, PatchSet, Dict[str, object]]],
+) -> Tuple[PatchSet, Dict[str, PatchSet], Dict[str, object]]:
+    """One training set, the validation sets by source, and the run's data record, from one or more --data.
+
+    Validation stays per source so that a joint model is chosen on the mean of each camera pair's FPR95, not
+    on a pool where the larger set (or the easier spectrum) decides.
+    """
+    if not parts:
+        raise DataError("training needs at least one --data")
+    val_sets: Dict[str, PatchSet] = {}
+    for _, val, info in parts:
+        name = _source_name(info)
+        while name in val_sets:
+            name += "'"
+        val_sets[name] = PatchSet(name, val.patches, val.labels)
+    if len(parts) == 1:
+        return parts[0][0], val_sets, dict(parts[0][2])
+    train = concat({f"{i}": t for i, (t, _, _) in enumerate(parts)}, "train")
+    infos = [dict(info) for _, _, info in parts]
+    info: Dict[str, object] = {
+        "source": " + ".join(str(i["source"]) for i in infos), "layout": infos[0]["layout"],
+        "layouts": [i["layout"] for i in infos], "sources": infos,
+        "train_pairs_per_source": {n: len(t) for n, (t, _, _) in zip(val_sets, parts)},
+    }
+    return train, val_sets, info

@@ -40,14 +40,7 @@ class TorchRunner(Runner):
 
         from rrl_edge.checkpoint import load_model
 
-        if self.device != "cpu":
-            if not torch.cuda.is_available():
-                build = "a CPU-only build" if torch.version.cuda is None else f"CUDA {torch.version.cuda}, but no GPU is visible"
-                raise InputError(f"{self.path}: --device {self.device}: this PyTorch {torch.__version__} has no CUDA "
-                                 f"({build}); use --device cpu, or install a CUDA build of torch")
-            index = int(self.device.split(":")[1]) if ":" in self.device else 0
-            if index >= torch.cuda.device_count():
-                raise InputError(f"{self.path}: --device {self.device}: this machine has {torch.cuda.device_count()} GPU(s)")
+        check_torch_device(self.device, self.path)
         if self.threads:
             torch.set_num_threads(self.threads)
         if self.from_file:
@@ -72,3 +65,19 @@ class TorchRunner(Runner):
         with torch.no_grad():
             out = self._model(torch.from_numpy(vis).to(self._torch_device), torch.from_numpy(other).to(self._torch_device))
         return out.reshape(-1).cpu().numpy().astype(np.float32, copy=False)
+
+
+def check_torch_device(device: str, subject: str) -> None:
+    """Refuse, in one line naming ``subject``, a CUDA device this PyTorch cannot use (a CPU-only build, no GPU
+    visible, an index past the last GPU); the runner and the trainer share it."""
+    import torch
+
+    if device == "cpu":
+        return
+    if not torch.cuda.is_available():
+        build = "a CPU-only build" if torch.version.cuda is None else f"CUDA {torch.version.cuda}, but no GPU is visible"
+        raise InputError(f"{subject}: --device {device}: this PyTorch {torch.__version__} has no CUDA "
+                         f"({build}); use --device cpu, or install a CUDA build of torch")
+    index = int(device.split(":")[1]) if ":" in device else 0
+    if index >= torch.cuda.device_count():
+        raise InputError(f"{subject}: --device {device}: this machine has {torch.cuda.device_count()} GPU(s)")

@@ -111,3 +111,34 @@ def test_train_init_from_shipped_takes_the_model_of_the_data(tmp_path, data_root
     assert result.returncode == 0, result.stderr[-2000:]
     payload = torch.load(run_dir / "last.pt", weights_only=True)
     assert Path(payload["train_config"]["init_from"]).name == "rrlnet_roadscene.pt"
+
+
+def test_train_on_two_data_sources_records_both(tmp_path, visnir_test):
+    """`--data A --data B`: one joint model; the run records each source and validates on each."""
+    files = []
+    for name in ("urban", "street"):
+        save_patch_set(visnir_test[name], tmp_path / f"{name}_patches.npy", tmp_path / f"{name}_labels.npy")
+        files += ["--data", str(tmp_path / f"{name}_patches.npy")]
+    run_dir = tmp_path / "run"
+    result = run_cli("train", *files, "--out-dir", str(run_dir), "--width", "0.125", "--max-steps", "2",
+                     "--eval-every", "2", "--batch-size", "16", "--quiet")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "of urban_patches.npy + street_patches.npy" in result.stdout
+    payload = torch.load(run_dir / "last.pt", weights_only=True)
+    assert payload["train_pairs"] == sum(len(visnir_test[n]) for n in ("urban", "street")) - payload["val_pairs"]
+    assert [Path(s["source"]).name for s in payload["data"]["sources"]] == ["urban_patches.npy", "street_patches.npy"]
+    history = json.loads((run_dir / "curve.json").read_text())["history"]
+    assert set(history[-1]["val_fpr95_by_source"]) == {"urban_patches.npy", "street_patches.npy"}
+
+
+def test_train_refuses_val_data_with_two_sources_and_cuda_without_a_gpu(tmp_path, visnir_test):
+    save_patch_set(visnir_test["urban"], tmp_path / "u_patches.npy", tmp_path / "u_labels.npy")
+    data = str(tmp_path / "u_patches.npy")
+    both = run_cli("train", "--data", data, "--data", data, "--val-data", data, "--out-dir", str(tmp_path / "r"))
+    assert both.returncode == 2 and "--val-data" in both.stderr and "Traceback" not in both.stderr
+    if torch.cuda.is_available():
+        pytest.skip("this PyTorch sees a GPU: the refusal of --device cuda cannot be shown here")
+    cuda = run_cli("train", "--data", data, "--device", "cuda", "--out-dir", str(tmp_path / "r"))
+    assert cuda.returncode == 2 and len(cuda.stderr.strip().splitlines()) == 1
+    assert "--device cuda" in cuda.stderr and "no CUDA" in cuda.stderr
+    assert "training on" not in cuda.stdout and not (tmp_path / "r").exists()

@@ -206,6 +206,30 @@ def test_roadscene_subset(shared_data: Path, tmp_path: Path) -> None:
     assert decisions["FLIR_00006"] == "corrected"  # LWIR off by 3 px (peak 0.23, next 0.0)
 
 
+def test_train_images_draws_nested_training_subsets_and_leaves_val_and_test_alone(shared_data: Path, tmp_path: Path) -> None:
+    """`--train-images N` (the fine-tuning curve): N training images, the smaller draw inside the larger one,
+    the same validation and test pairs whatever N is; the default key is unchanged by the option's existence."""
+    d = tmp_path / "rs"
+    names = sorted(p.name for p in (shared_data / "roadscene" / "visible").glob("*.jpg"))[:16]
+    for name in names:
+        for sub in ("visible", "infrared"):
+            _link(shared_data / "roadscene" / sub / name, d / sub / name)
+    train_ids, digests = {}, {}
+    for n in (2, 5):
+        cfg = PatchConfig(train_keypoints_per_image=16, eval_keypoints_per_image=8, seed=0, train_images=n)
+        m = build_dataset(d, tmp_path / f"out{n}", cfg, progress=False)
+        assert m["counts"]["train"]["roadscene"]["images"] == n and m["config"]["train_images"] == n
+        train_ids[n] = {p["pair_id"] for p in m["sources"]["pairs"] if p["split"] == "train" and p["positives"]}
+        digests[n] = {k: v for k, v in _file_digests(tmp_path / f"out{n}").items() if not k.startswith("train_")}
+    assert len(train_ids[2]) == 2 and train_ids[2] < train_ids[5]
+    assert digests[2] == digests[5]
+    plain = PatchConfig(train_keypoints_per_image=16, eval_keypoints_per_image=8, seed=0)
+    assert "train_images" not in plain.key() and dataset_key(d, plain) != dataset_key(d, PatchConfig(
+        train_keypoints_per_image=16, eval_keypoints_per_image=8, seed=0, train_images=5))
+    with pytest.raises(DataError, match="train_images"):
+        PatchConfig(train_images=0).check()
+
+
 # ------------------------------------------------------------------------------------- alignment pieces
 
 

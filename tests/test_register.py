@@ -54,6 +54,30 @@ def test_coarse_stage_finds_rotation_scale_and_shift(data_root):
     assert geo.corner_error(coarse_align(vis, other)[0].affine, g, vis.shape[1], vis.shape[0]) < 8.0
 
 
+def test_ecc_polish_reaches_subpixel_on_vis_nir_and_its_guards_refuse(data_root):
+    """From the coarse estimate (a few px off) ECC on the gradient maps lands within 1.5 px of the stored matrix
+    on a real VIS-NIR pair; a polish that moves more than ``max_move`` is refused with the reason, and the
+    network scores the true affine above one shifted by 8 px (the support the polish must not lose)."""
+    from dataclasses import replace
+
+    from rrl_edge.checkpoint import shipped_checkpoint
+    from rrl_edge.registration.refine import RefineConfig, network_support, refine
+    from rrl_edge.runtime.registry import open_runner
+
+    d = data_root / "vis-nir" / "mountain"
+    vis, nir, gt = read_gray(d / "0000_rgb.jpg"), read_gray(d / "0000_nir.jpg"), read_warp(d / "0000_nir.npy")
+    h, w = vis.shape
+    start = coarse_align(vis, nir)[0].affine
+    polished = refine(vis, nir, start, None)
+    assert polished.accepted and geo.corner_error(polished.affine, gt, w, h) < 1.5
+    assert geo.corner_error(polished.affine, gt, w, h) < geo.corner_error(start, gt, w, h)
+    refused = refine(vis, nir, start, None, replace(RefineConfig(), max_move=0.01))
+    assert not refused.accepted and "moved the corners" in refused.reason and refused.affine is start
+    with open_runner(shipped_checkpoint("vis-nir")) as runner:
+        (s_true, s_off), scored = network_support(vis, nir, [gt, geo.compose(gt, geo.translation(8, 0))], runner, 64)
+    assert scored > 64 and s_true > s_off + 0.1, (s_true, s_off)  # measured 0.93 vs 0.79: a tolerant matcher
+
+
 def test_unreadable_image_exits_2_naming_it(tmp_path, capsys, data_root):
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"\xff\xd8\xff not really a jpeg")

@@ -79,3 +79,24 @@ def test_ddp_on_two_cpu_processes(tmp_path, country):
     last = curve["history"][-1]
     assert last["step"] == 4
     assert last["pairs_seen"] == 4 * 16 * 2  # two processes, each its own shard of every step
+
+
+def test_a_joint_run_is_chosen_on_the_mean_of_each_sources_fpr95(tmp_path, country, data_root):
+    """Two validation sets (VIS-NIR country and RoadScene): each is scored on its own and the run keeps the mean,
+    so the larger set cannot decide alone which checkpoint is best."""
+    from rrl_edge.data.build import PatchConfig, ensure_dataset
+    from rrl_edge.metrics import fpr95
+    from rrl_edge.runtime.registry import score_with
+
+    roadscene_val = subset(load_split(ensure_dataset(data_root / "roadscene", PatchConfig(), progress=False),
+                                      "val")["roadscene"], 256)
+    train_set, visnir_val = country
+    vals = {"vis-nir": visnir_val, "roadscene": roadscene_val}
+    state = train(TrainConfig(out_dir=str(tmp_path), max_steps=4, eval_every=4, **TINY), train_set, vals)
+    entry = state.history[-1]
+    by_source = entry["val_fpr95_by_source"]
+    assert set(by_source) == {"vis-nir", "roadscene"}
+    assert entry["val_fpr95"] == pytest.approx(np.mean(list(by_source.values())), abs=1e-3)
+    net, meta = load_model(tmp_path / "best.pt")  # the saved network gives the recorded numbers
+    for name, ps in vals.items():
+        assert fpr95(ps.labels, score_with(net, ps.patches)) == pytest.approx(by_source[name], abs=1e-3)

@@ -65,6 +65,15 @@ class PatchConfig:
     val_images: int = 6  # VIS-NIR: country images held out (whole images) for validation
     roadscene_test_fraction: float = 0.2  # RoadScene fixed split by image
     seed: int = 0
+    train_images: Optional[int] = None  # use only this many training images (a seeded draw): fine-tuning curves
+
+    def key(self) -> Dict[str, Any]:
+        """The settings as the cache key and manifest see them; an unset ``train_images`` is left out, so builds
+        made before it existed keep their key."""
+        d = asdict(self)
+        if d["train_images"] is None:
+            del d["train_images"]
+        return d
 
     def check(self) -> None:
         """Reject settings that would give files other code cannot read."""
@@ -82,6 +91,8 @@ class PatchConfig:
             raise DataError("PatchConfig: keypoints per image must be >= 1")
         if self.val_images < 1:
             raise DataError(f"PatchConfig.val_images={self.val_images}: need at least one validation image")
+        if self.train_images is not None and self.train_images < 1:
+            raise DataError(f"PatchConfig.train_images={self.train_images}: need at least one training image")
         if not 0.0 < self.roadscene_test_fraction < 1.0:
             raise DataError(f"PatchConfig.roadscene_test_fraction={self.roadscene_test_fraction}: must be in (0, 1)")
 
@@ -209,12 +220,20 @@ def _run_pairs(d: Path, layout: str, config: PatchConfig, progress: bool) -> Lis
     results: List[_PairResult] = []
     jobs = get_layout(layout).plan(d, config.split_settings())
     walks_val = any(split is None for _, split in jobs)
-    n_val = 0
+    limit = config.train_images
+    if limit is not None:  # training images in a seeded order, so the first `limit` usable ones are a fair draw
+        train_jobs = [j for j in jobs if j[1] == "train"]
+        order = np.random.default_rng((config.seed, 1)).permutation(len(train_jobs))  # one order: 5 ⊂ 20 ⊂ 80
+        jobs = [j for j in jobs if j[1] != "train"] + [train_jobs[i] for i in order]
+    n_val = n_train = 0
     for pair, split in tqdm(jobs, desc=f"patches {d.name}", unit="img", disable=not progress):
+        if limit is not None and n_train >= limit and (split == "train" or (split is None and n_val >= config.val_images)):
+            continue  # enough training images: the rest are not read
         res = _check_pair(pair, d)
         if split is None:  # a country pair: val until val_images usable ones are taken
             split = "val" if (res.usable and n_val < config.val_images) else "train"
             n_val += int(res.usable and split == "val")
+        n_train += int(res.usable and split == "train")
         if res.usable:
             _cut_pair(res, split, config)
         else:
@@ -315,7 +334,7 @@ def build_dataset(data_dir: PathLike, out_dir: PathLike, config: PatchConfig = P
             "build_time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "build_seconds": round(time.time() - t0, 1),
             "seed": config.seed,
-            "config": asdict(config),
+            "config": config.key(),
             "counts": counts,
             "alignment_summary": decisions,
             "alignment_thresholds": _alignment_thresholds(),
@@ -360,7 +379,7 @@ def dataset_key(data_dir: PathLike, config: PatchConfig = PatchConfig()) -> str:
     """Short hash of what determines a build: data folder, its file listing, config, format version."""
     d = Path(data_dir).expanduser().resolve()
     blob = json.dumps(
-        {"dir": str(d), "files": _listing(d), "config": asdict(config), "format": DATA_FORMAT_VERSION},
+        {"dir": str(d), "files": _listing(d), "config": config.key(), "format": DATA_FORMAT_VERSION},
         sort_keys=True,
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:12]

@@ -21,7 +21,7 @@ def _config(args: argparse.Namespace) -> Any:  # RegisterConfig
     cfg = RegisterConfig()
     r1, r2 = cfg.rounds
     return replace(cfg, rounds=(replace(r1, keypoints=args.keypoints), replace(r2, keypoints=2 * args.keypoints)),
-                   network=not getattr(args, "coarse_only", False))
+                   network=not getattr(args, "coarse_only", False), refine=None if args.no_refine else cfg.refine)
 
 
 def _open(engine, backend: str, threads):
@@ -94,6 +94,8 @@ def _common(p: argparse.ArgumentParser, backend_choices: Any) -> None:
     p.add_argument("--threads", type=thread_count, default=None, help="CPU threads of the runner")
     p.add_argument("--keypoints", type=positive_int, default=64,
                    help="VIS keypoints in the first network round (twice as many in the second)")
+    p.add_argument("--no-refine", action="store_true",
+                   help="leave out the final ECC polish of the gradient maps (ablation)")
 
 
 def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:

@@ -102,7 +102,10 @@ def evaluate(data: Path, runner: Runner, cfg: RegisterConfig, limit: Optional[in
         t = time.perf_counter()
         try:
             res = register_images(p.vis, p.other, runner, cfg)
-            row.update(error=geo.corner_error(res.affine, p.gt, w, h), inliers=res.inliers, pairs_scored=res.pairs_scored)
+            row.update(error=geo.corner_error(res.affine, p.gt, w, h), inliers=res.inliers, pairs_scored=res.pairs_scored,
+                       refined=res.refined, refine_note=res.refine_note)
+            if res.unrefined is not None:
+                row["error_before_refine"] = geo.corner_error(res.unrefined, p.gt, w, h)
         except RRLEdgeError as exc:  # a failed registration is a miss, kept with its reason
             row.update(error=FAILED, inliers=0, pairs_scored=0, failure=str(exc))
         row["seconds"] = time.perf_counter() - t
@@ -118,9 +121,12 @@ def evaluate(data: Path, runner: Runner, cfg: RegisterConfig, limit: Optional[in
     for c in cats:
         sel = [r for r in rows if c == "all" or r["category"] == c]
         table[c] = {"ours": summarize([float(r["error"]) for r in sel], [float(r["seconds"]) for r in sel])}
+        if sel and all("error_before_refine" in r or r["error"] == FAILED for r in sel) and cfg.refine is not None:
+            table[c]["before_refine"] = summarize([float(r.get("error_before_refine", FAILED)) for r in sel],
+                                                  [float(r["seconds"]) for r in sel])
         if sift:
             table[c]["sift"] = summarize([float(r["sift_error"]) for r in sel], [float(r["sift_seconds"]) for r in sel])
-    method = "RRL-Net + MAGSAC" if cfg.network else "coarse only (no network)"
+    method = ("RRL-Net + MAGSAC" if cfg.network else "coarse only (no network)") + (" + ECC" if cfg.refine else "")
     return {"data": str(data), "seed": seed, "limit": limit, "method": method, "categories": table, "pairs": rows,
             "pairs_scored_per_image_pair": float(np.mean([float(r["pairs_scored"]) for r in rows]))}
 
@@ -133,7 +139,9 @@ def format_table(report: Dict[str, object]) -> str:
         for name, s in methods.items():
             vals = [f"{s['pairs']}"] + [f"{s[f'success@{t:g}']:.1f}" for t in THRESHOLDS] + [
                 f"{s['median_px']:.2f}", f"{s['seconds_per_pair']:.2f}"]
-            label = str(report.get("method", "RRL-Net + MAGSAC")) if name == "ours" else "SIFT + MAGSAC"
+            method = str(report.get("method", "RRL-Net + MAGSAC"))
+            label = {"ours": method, "sift": "SIFT + MAGSAC",
+                     "before_refine": method.replace(" + ECC", "") + " (before ECC)"}[name]
             lines.append(f"| {cat} | {label} | " + " | ".join(vals) + " |")
     return "\n".join(lines)
 

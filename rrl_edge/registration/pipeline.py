@@ -1,5 +1,6 @@
 """The registration pipeline: coarse hypotheses, then network-verified matches in a shrinking window, each
-round followed by MAGSAC. Stages can be switched off to measure what each buys (``register-eval --ablate``)."""
+round followed by MAGSAC, then a dense ECC polish that the network must not score worse (``refine``). Stages can
+be switched off to measure what each buys (``register-eval --coarse-only``, ``--no-refine``)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import numpy as np
 from rrl_edge.registration.coarse import CoarseConfig, coarse_align
 from rrl_edge.registration.estimate import Estimate, RegistrationFailed, magsac_affine, plausible
 from rrl_edge.registration.matching import Window, match
+from rrl_edge.registration.refine import RefineConfig, refine
 from rrl_edge.runtime.runner import Runner
 
 
@@ -25,6 +27,7 @@ class RegisterConfig:
     min_inlier_ratio: float = 0.3  # of the keypoints whose best score passed, in the first round
     hypotheses: int = 3  # coarse hypotheses tried, best first, until one verifies
     network: bool = True  # False: stop after the coarse stage (ablation)
+    refine: Optional[RefineConfig] = RefineConfig()  # None: no ECC polish (ablation)
 
 
 @dataclass
@@ -35,6 +38,9 @@ class RegisterResult:
     pairs_scored: int
     stages: Dict[str, float] = field(default_factory=dict)  # seconds per stage
     hypothesis: int = 0
+    refined: Optional[bool] = None  # ECC polish kept (True), refused (False) or not tried (None)
+    refine_note: str = ""  # why a polish was refused
+    unrefined: Optional[np.ndarray] = None  # the estimate before the polish (register-eval's ablation for free)
 
     def to_json(self) -> Dict[str, object]:
         return {
@@ -44,6 +50,8 @@ class RegisterResult:
             "pairs_scored": int(self.pairs_scored),
             "hypothesis": int(self.hypothesis),
             "stages": {k: round(v, 4) for k, v in self.stages.items()},
+            "refined": self.refined,
+            "refine_note": self.refine_note,
         }
 
 
@@ -67,6 +75,21 @@ def _refine(vis: np.ndarray, other: np.ndarray, a0: np.ndarray, runner: Runner, 
     return est, scored, ""
 
 
+def _polish(vis: np.ndarray, other: np.ndarray, res: RegisterResult, runner: Optional[Runner],
+            cfg: RegisterConfig, t0: float) -> RegisterResult:
+    """The ECC polish of a finished estimate (kept only when its guards pass), timed as the stage "refine"."""
+    if cfg.refine is None:
+        return res
+    t = time.perf_counter()
+    res.unrefined = res.affine
+    r = refine(vis, other, res.affine, runner, cfg.refine)
+    res.stages["refine"] = time.perf_counter() - t
+    res.affine, res.refined, res.refine_note = r.affine, r.accepted, r.reason
+    res.pairs_scored += r.pairs_scored
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
 def register_images(vis: np.ndarray, other: np.ndarray, runner: Optional[Runner], cfg: RegisterConfig = RegisterConfig()) -> RegisterResult:
     """Affine VIS -> other of two grayscale images; raises RegistrationFailed with the reason."""
     t0 = time.perf_counter()
@@ -74,13 +97,14 @@ def register_images(vis: np.ndarray, other: np.ndarray, runner: Optional[Runner]
     hyps = coarse_align(vis, other, cfg.coarse)
     stages["coarse"] = time.perf_counter() - t0
     if not cfg.network or runner is None:
-        return RegisterResult(hyps[0].affine, 0, time.perf_counter() - t0, 0, stages)
+        return _polish(vis, other, RegisterResult(hyps[0].affine, 0, time.perf_counter() - t0, 0, stages), None, cfg, t0)
     scored = 0
     reasons: List[str] = []
     for k, h in enumerate(hyps[: cfg.hypotheses]):
         est, n, why = _refine(vis, other, h.affine, runner, cfg, stages)
         scored += n
         if est is not None:
-            return RegisterResult(est.affine, est.count, time.perf_counter() - t0, scored, stages, k)
+            res = RegisterResult(est.affine, est.count, time.perf_counter() - t0, scored, stages, k)
+            return _polish(vis, other, res, runner, cfg, t0)
         reasons.append(why)
     raise RegistrationFailed(f"no coarse hypothesis verified by the network ({'; '.join(reasons)})")

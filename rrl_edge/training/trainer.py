@@ -16,7 +16,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -29,6 +29,7 @@ from rrl_edge.checkpoint import load_train_model, read_checkpoint, save_checkpoi
 from rrl_edge.data.patchfile import PatchSet
 from rrl_edge.errors import CheckpointError, DataError
 from rrl_edge.runtime.registry import score_with
+from rrl_edge.runtime.torch_runner import check_torch_device
 from rrl_edge.metrics import fpr95
 from rrl_edge.models.rrlnet import RRLNetConfig, RRLNetTrain, TrainOutputs
 from rrl_edge.training.augment import AugmentConfig
@@ -56,6 +57,8 @@ class TrainConfig:
     resume: Optional[str] = None  # a last.pt to continue
     init_from: Optional[str] = None  # a checkpoint (or "shipped": the packaged model for the data's layout)
     progress: bool = True
+    device: str = "auto"  # "auto" (CUDA when visible), "cpu" or "cuda"
+    amp: bool = True  # on CUDA: bfloat16 autocast (no loss scaling needed); ignored on the CPU
 
 
 @dataclass
@@ -102,11 +105,14 @@ def lr_at(step: int, total_steps: int, cfg: TrainConfig, time_fraction: float = 
 class DistContext:
     """Rank, world size and device under torchrun; a single process otherwise."""
 
-    def __init__(self) -> None:
+    def __init__(self, device: str = "auto") -> None:
         self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        self.device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        check_torch_device(device, "rrl-edge train")
+        self.device = torch.device(f"cuda:{local_rank}" if device == "cuda" else "cpu")
         if self.world_size > 1 and not dist.is_initialized():
             dist.init_process_group(backend="nccl" if self.device.type == "cuda" else "gloo")
         if self.device.type == "cuda":
@@ -159,7 +165,13 @@ def _plot_curve(history: List[Dict[str, float]], path: Path) -> None:
     if not evals:
         return
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot([h["minutes"] for h in evals], [h["val_fpr95"] for h in evals], marker="o")
+    minutes = [h["minutes"] for h in evals]
+    by_source = [h.get("val_fpr95_by_source") for h in evals]
+    ax.plot(minutes, [h["val_fpr95"] for h in evals], marker="o", label="mean" if any(by_source) else None)
+    if all(by_source):  # a joint run: each source's own curve beside the mean it is chosen on
+        for name in by_source[0]:  # type: ignore[union-attr]
+            ax.plot(minutes, [b[name] for b in by_source], linestyle="--", alpha=0.7, label=name)  # type: ignore[index]
+        ax.legend()
     ax.set_xlabel("training minutes")
     ax.set_ylabel("validation FPR95 (%)")
     ax.set_yscale("log")
@@ -170,17 +182,26 @@ def _plot_curve(history: List[Dict[str, float]], path: Path) -> None:
     plt.close(fig)
 
 
-def train(cfg: TrainConfig, train_set: PatchSet, val_set: PatchSet, data_info: Optional[Dict[str, Any]] = None) -> RunState:
-    """Run (or resume) MLPP training; returns the final state. Only rank 0 writes files."""
-    ctx = DistContext()
+ValSets = Union[PatchSet, Dict[str, PatchSet]]
+
+
+def train(cfg: TrainConfig, train_set: PatchSet, val_sets: ValSets, data_info: Optional[Dict[str, Any]] = None) -> RunState:
+    """Run (or resume) MLPP training; returns the final state. Only rank 0 writes files.
+
+    ``val_sets``: one validation set, or one per source of a joint run; the run is judged on the mean of
+    their FPR95s (each source counts the same, whatever its size)."""
+    ctx = DistContext(cfg.device)
+    if isinstance(val_sets, PatchSet):
+        val_sets = {val_sets.name: val_sets}
     try:
-        return _train(cfg, train_set, val_set, data_info or {}, ctx)
+        return _train(cfg, train_set, val_sets, data_info or {}, ctx)
     finally:
         ctx.close()
 
 
-def _train(cfg: TrainConfig, train_set: PatchSet, val_set: PatchSet, data_info: Dict[str, Any], ctx: DistContext) -> RunState:
-    if len(val_set) == 0 or len(train_set) == 0:
+def _train(cfg: TrainConfig, train_set: PatchSet, val_sets: Dict[str, PatchSet], data_info: Dict[str, Any],
+           ctx: DistContext) -> RunState:
+    if not val_sets or any(len(v) == 0 for v in val_sets.values()) or len(train_set) == 0:
         raise DataError("training needs non-empty training and validation sets")
     threads = cfg.threads or max(1, (os.cpu_count() or 1) // ctx.world_size)
     torch.set_num_threads(threads)
@@ -216,19 +237,26 @@ def _train(cfg: TrainConfig, train_set: PatchSet, val_set: PatchSet, data_info: 
     total_steps = cfg.max_steps or max(1, int(cfg.epochs * loader.batches_per_epoch))
     started = time.monotonic() - state.minutes * 60  # minutes count across resumes
     deadline = started + cfg.max_minutes * 60 if cfg.max_minutes else None
-    run_info = {"train_config": asdict(cfg), "data": data_info, "train_pairs": len(train_set), "val_pairs": len(val_set)}
+    run_info = {"train_config": asdict(cfg), "data": data_info, "train_pairs": len(train_set),
+                "val_pairs": sum(len(v) for v in val_sets.values())}
+    autocast = cfg.amp and ctx.device.type == "cuda"
 
     def evaluate_and_save(train_loss: float) -> None:
         state.minutes = (time.monotonic() - started) / 60
         if ctx.is_main:
-            scores = score_with(model.net, val_set.patches, batch_size=256)
-            val = round(fpr95(val_set.labels, scores), 4)
+            per_set = {name: round(fpr95(v.labels, score_with(model.net, v.patches, batch_size=256,
+                                                              device=str(ctx.device))), 4)
+                       for name, v in val_sets.items()}
+            val = round(float(np.mean(list(per_set.values()))), 4)
             model.train()
-            state.history.append({
+            entry = {
                 "step": state.step, "epoch": state.step / loader.batches_per_epoch,
                 "minutes": round(state.minutes, 3), "pairs_seen": state.step * cfg.batch_size * ctx.world_size,
                 "train_loss": round(train_loss, 5), "val_fpr95": val, "lr": optimizer.param_groups[0]["lr"],
-            })
+            }
+            if len(per_set) > 1:
+                entry["val_fpr95_by_source"] = per_set
+            state.history.append(entry)
             if val < state.best_val_fpr95:
                 state.best_val_fpr95 = val
                 save_checkpoint(out_dir / "best.pt", model.net, val_fpr95=val, step=state.step, **run_info)
@@ -251,8 +279,9 @@ def _train(cfg: TrainConfig, train_set: PatchSet, val_set: PatchSet, data_info: 
             time_fraction = (time.monotonic() - started) / (cfg.max_minutes * 60) if cfg.max_minutes else 0.0
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(state.step, total_steps, cfg, time_fraction)
-            out = trainable(vis, other)
-            loss, main = mlpp_loss(out, vis, other, labels)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+                out = trainable(vis, other)
+                loss, main = mlpp_loss(out, vis, other, labels)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"training loss became {loss.item()} at step {state.step}; lower --lr")
             optimizer.zero_grad(set_to_none=True)
