@@ -94,7 +94,7 @@ def test_train_from_a_corrupt_checkpoint_leaves_no_run_folder(tmp_path, visnir_t
     assert not run_dir.exists()
 
 
-def test_train_init_from_shipped_takes_the_model_of_the_data(tmp_path, data_root):
+def test_train_init_from_shipped_takes_the_shipped_model_for_the_data(tmp_path, data_root):
     rs = tmp_path / "roadscene"
     for name in sorted(p.name for p in (data_root / "roadscene" / "visible").glob("*.jpg"))[:10]:
         for sub in ("visible", "infrared"):
@@ -110,7 +110,7 @@ def test_train_init_from_shipped_takes_the_model_of_the_data(tmp_path, data_root
     )
     assert result.returncode == 0, result.stderr[-2000:]
     payload = torch.load(run_dir / "last.pt", weights_only=True)
-    assert Path(payload["train_config"]["init_from"]).name == "rrlnet_roadscene.pt"
+    assert Path(payload["train_config"]["init_from"]).name == "rrlnet_joint.pt"  # the default model for any data
 
 
 def test_train_on_two_data_sources_records_both(tmp_path, visnir_test):

@@ -103,7 +103,7 @@ def test_eval_cli_on_an_empty_folder_names_it(tmp_path):
 
 
 @pytest.mark.slow
-def test_eval_on_roadscene_uses_the_roadscene_model_and_beats_sift(tmp_path, data_root):
+def test_eval_on_roadscene_uses_the_joint_model_and_beats_sift(tmp_path, data_root):
     out = tmp_path / "rs.json"
     result = subprocess.run(
         [sys.executable, "-m", "rrl_edge.cli", "eval", "--data", str(data_root / "roadscene"), "--baseline", "sift",
@@ -112,7 +112,7 @@ def test_eval_on_roadscene_uses_the_roadscene_model_and_beats_sift(tmp_path, dat
     )
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(out.read_text())
-    assert report["checkpoint"].endswith("rrlnet_roadscene.pt")
+    assert report["checkpoint"].endswith("rrlnet_joint.pt")
     assert list(report["categories"]) == ["roadscene"] and report["categories"]["roadscene"]["pairs"] > 5000
     assert report["mean_fpr95"] <= ROADSCENE_FPR95_CEILING
     assert report["baseline"]["mean_fpr95"] > 10 * report["mean_fpr95"]
@@ -144,3 +144,24 @@ def test_shipped_roadscene_model_on_the_uniform_cut(data_root):
     model = load_model(shipped_checkpoint("roadscene"))[0]
     net = evaluate_sets(sets, lambda ps: score_with(model, ps.patches))
     assert net["mean_fpr95"] <= UNIFORM_ROADSCENE_BOUND, net
+
+
+# The joint model (VIS-NIR country + RoadScene training images, whole-range cut): the default for every layout.
+JOINT_UNIFORM_VISNIR_BOUND = 4.1  # measured 3.97 (field 13.39, water 11.67, mountain 5.89); goal 3.0
+JOINT_UNIFORM_ROADSCENE_BOUND = 1.35  # measured 1.23; goal 1.0
+
+
+@pytest.mark.slow
+def test_shipped_joint_model_on_both_uniform_cuts(visnir_test, data_root):
+    """One network for both pairs of spectra, better on each test split than the model trained on that set alone
+    (6.49 and 1.29 there), held at its measured numbers."""
+    from rrl_edge.checkpoint import shipped_checkpoint
+    from rrl_edge.data.build import PatchConfig, ensure_dataset, load_split
+
+    model = load_model(shipped_checkpoint("joint"))[0]
+    visnir = evaluate_sets(visnir_test, lambda ps: score_with(model, ps.patches))
+    assert visnir["mean_fpr95"] <= JOINT_UNIFORM_VISNIR_BOUND, visnir
+    sets = load_split(ensure_dataset(data_root / "roadscene", PatchConfig(train_keypoints_per_image=16), progress=False), "test")
+    roadscene = evaluate_sets(sets, lambda ps: score_with(model, ps.patches))
+    assert roadscene["mean_fpr95"] <= JOINT_UNIFORM_ROADSCENE_BOUND, roadscene
+

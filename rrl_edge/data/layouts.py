@@ -1,7 +1,7 @@
 """Dataset layouts: how a folder of registered image pairs is recognised, listed and split, in one registry.
 
 Each layout is one ``Layout`` entry: ``detect`` says whether a folder has this layout, ``plan`` lists its
-pairs with their split, ``shipped`` names the packaged model that fits its pair of spectra. The builder,
+pairs with their split, ``shipped`` names the packaged model for it (the joint VIS-NIR + VIS-LWIR model for all). The builder,
 ``detect_layout`` and ``checkpoint.shipped_for_layout`` read this table; nothing else checks layout names.
 (Published patch files are not image folders; ``patch_sources`` handles them.)
 
@@ -48,7 +48,7 @@ class Layout:
     description: str
     detect: Callable[[Path], bool]
     plan: Callable[[Path, SplitSettings], Plan]
-    shipped: str  # name of the shipped model (checkpoint.SHIPPED) for these spectra
+    shipped: str  # name of the shipped model (checkpoint.SHIPPED) for this data
 
 
 # ------------------------------------------------------------------------------------------- listing
@@ -126,15 +126,15 @@ LAYOUTS: Dict[str, Layout] = {
     for lay in (  # detection order: the first whose detect() holds
         Layout(
             "roadscene", "visible/ + infrared/ (RoadScene, VIS-LWIR)",
-            lambda d: (d / "visible").is_dir() and (d / "infrared").is_dir(), _plan_roadscene, "roadscene",
+            lambda d: (d / "visible").is_dir() and (d / "infrared").is_dir(), _plan_roadscene, "joint",
         ),
         Layout(
             "pairs", f"{PAIRS_VIS_DIR}/ + {PAIRS_OTHER_DIR}/ (your own registered pairs, same file names)",
-            lambda d: (d / PAIRS_VIS_DIR).is_dir() and (d / PAIRS_OTHER_DIR).is_dir(), _plan_pairs, "vis-nir",
+            lambda d: (d / PAIRS_VIS_DIR).is_dir() and (d / PAIRS_OTHER_DIR).is_dir(), _plan_pairs, "joint",
         ),
         Layout(
             "vis-nir", f"category folders {', '.join(VISNIR_CATEGORIES)} (VIS-NIR)",
-            lambda d: any((d / c).is_dir() for c in VISNIR_CATEGORIES), _plan_visnir, "vis-nir",
+            lambda d: any((d / c).is_dir() for c in VISNIR_CATEGORIES), _plan_visnir, "joint",
         ),
     )
 }
