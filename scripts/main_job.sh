@@ -17,10 +17,10 @@ if [ ! -x "$rrl_edge" ]; then
 fi
 mkdir -p "$out"
 
-echo "== 1/3 eval: shipped model and SIFT on the VIS-NIR test pairs"
+echo "== 1/3 eval: the default (joint) model and SIFT on the VIS-NIR test pairs"
 "$rrl_edge" eval --baseline sift --json "$out/eval.json" --roc "$out/roc.png" --quiet
 
-echo "== 2/3 export: ONNX, INT8 (proof on every test pair), TensorRT engine where possible"
+echo "== 2/3 export (the VIS-NIR model, export's default): ONNX, INT8 (proof on every test pair), TensorRT engine where possible"
 "$rrl_edge" export --int8 --out-dir "$out/deploy" --quiet
 
 artifact="$out/deploy/rrl.int8.onnx"
