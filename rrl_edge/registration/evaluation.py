@@ -106,6 +106,7 @@ def evaluate(data: Path, runner: Runner, cfg: RegisterConfig, limit: Optional[in
                        refined=res.refined, refine_note=res.refine_note)
             if res.unrefined is not None:
                 row["error_before_refine"] = geo.corner_error(res.unrefined, p.gt, w, h)
+                row["refine_seconds"] = res.stages.get("refine", 0.0)
         except RRLEdgeError as exc:  # a failed registration is a miss, kept with its reason
             row.update(error=FAILED, inliers=0, pairs_scored=0, failure=str(exc))
         row["seconds"] = time.perf_counter() - t
@@ -123,7 +124,7 @@ def evaluate(data: Path, runner: Runner, cfg: RegisterConfig, limit: Optional[in
         table[c] = {"ours": summarize([float(r["error"]) for r in sel], [float(r["seconds"]) for r in sel])}
         if sel and all("error_before_refine" in r or r["error"] == FAILED for r in sel) and cfg.refine is not None:
             table[c]["before_refine"] = summarize([float(r.get("error_before_refine", FAILED)) for r in sel],
-                                                  [float(r["seconds"]) for r in sel])
+                                                  [float(r["seconds"]) - float(r.get("refine_seconds", 0.0)) for r in sel])
         if sift:
             table[c]["sift"] = summarize([float(r["sift_error"]) for r in sel], [float(r["sift_seconds"]) for r in sel])
     method = ("RRL-Net + MAGSAC" if cfg.network else "coarse only (no network)") + (" + ECC" if cfg.refine else "")

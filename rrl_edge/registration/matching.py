@@ -59,7 +59,7 @@ def keypoints(vis: np.ndarray, mask: np.ndarray, count: int) -> np.ndarray:
     return np.rint(pts.reshape(-1, 2)).astype(np.float64)
 
 
-def _patches(img: np.ndarray, centers: np.ndarray) -> np.ndarray:
+def patches_at(img: np.ndarray, centers: np.ndarray) -> np.ndarray:
     """(N, 64, 64) patches centred on integer points (all inside by construction)."""
     c = centers.astype(int)
     idx_y = c[:, 1, None] + np.arange(-HALF, HALF)[None]
@@ -89,8 +89,8 @@ def match(vis: np.ndarray, other: np.ndarray, a: np.ndarray, win: Window, runner
     offs = win.offsets
     n, c = len(kps), len(offs)
     pairs = np.empty((n * c, 2, PATCH_SIZE, PATCH_SIZE), np.uint8)
-    pairs[:, 0] = np.repeat(_patches(vis, kps), c, axis=0)
-    pairs[:, 1] = _patches(warped, (kps[:, None, :] + offs[None]).reshape(-1, 2))
+    pairs[:, 0] = np.repeat(patches_at(vis, kps), c, axis=0)
+    pairs[:, 1] = patches_at(warped, (kps[:, None, :] + offs[None]).reshape(-1, 2))
     scores = score_pairs(runner, pairs, batch_size=batch_size, source="register").reshape(n, c)
     side = int(round(np.sqrt(c)))
     best = scores.argmax(1)

@@ -21,7 +21,7 @@ import numpy as np
 from rrl_edge.contracts import PATCH_SIZE
 from rrl_edge.registration import geometry as geo
 from rrl_edge.registration.coarse import gradient_map
-from rrl_edge.registration.matching import HALF, keypoints, overlap_mask
+from rrl_edge.registration.matching import keypoints, overlap_mask, patches_at
 from rrl_edge.runtime.runner import Runner, score_pairs
 
 
@@ -82,15 +82,12 @@ def network_support(vis: np.ndarray, other: np.ndarray, affines: Sequence[np.nda
     kps = keypoints(vis, mask, count)
     if len(kps) == 0:
         return np.zeros(len(affines)), 0
-    c = kps.astype(int)
-    iy = c[:, 1, None] + np.arange(-HALF, HALF)[None]
-    ix = c[:, 0, None] + np.arange(-HALF, HALF)[None]
     pairs = np.empty((len(affines) * len(kps), 2, PATCH_SIZE, PATCH_SIZE), np.uint8)
-    vis_patches = vis[iy[:, :, None], ix[:, None, :]]
+    vis_patches = patches_at(vis, kps)
     for i, a in enumerate(affines):
         warped = cv2.warpAffine(other, a, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
         pairs[i * len(kps) : (i + 1) * len(kps), 0] = vis_patches
-        pairs[i * len(kps) : (i + 1) * len(kps), 1] = warped[iy[:, :, None], ix[:, None, :]]
+        pairs[i * len(kps) : (i + 1) * len(kps), 1] = patches_at(warped, kps)
     scores = score_pairs(runner, pairs, batch_size=256, source="register").reshape(len(affines), len(kps))
     return scores.mean(1), int(pairs.shape[0])
 
