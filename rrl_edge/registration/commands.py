@@ -20,8 +20,12 @@ def _config(args: argparse.Namespace) -> Any:  # RegisterConfig
 
     cfg = RegisterConfig()
     r1, r2 = cfg.rounds
+    polish = None if args.no_refine or cfg.refine is None else cfg.refine
+    if polish is not None and args.no_template:
+        polish = replace(polish, template=None)
     return replace(cfg, rounds=(replace(r1, keypoints=args.keypoints), replace(r2, keypoints=2 * args.keypoints)),
-                   network=not getattr(args, "coarse_only", False), refine=None if args.no_refine else cfg.refine)
+                   network=not getattr(args, "coarse_only", False), refine=polish, dense_first=not args.network_always,
+                   classical=not args.no_classical)
 
 
 def _open(engine, backend: str, threads):
@@ -95,7 +99,13 @@ def _common(p: argparse.ArgumentParser, backend_choices: Any) -> None:
     p.add_argument("--keypoints", type=positive_int, default=64,
                    help="VIS keypoints in the first network round (twice as many in the second)")
     p.add_argument("--no-refine", action="store_true",
-                   help="leave out the final ECC polish of the gradient maps (ablation)")
+                   help="leave out the final polish (ECC and template matching of the gradient maps; ablation)")
+    p.add_argument("--network-always", action="store_true",
+                   help="run the network rounds on every pair, also where ECC and template matching agree (ablation)")
+    p.add_argument("--no-classical", action="store_true",
+                   help="do not try SIFT + MAGSAC's affine as a second start of the dense path (ablation)")
+    p.add_argument("--no-template", action="store_true",
+                   help="polish with ECC only, without the local template matching after it (ablation)")
 
 
 def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:

@@ -103,7 +103,8 @@ def evaluate(data: Path, runner: Runner, cfg: RegisterConfig, limit: Optional[in
         try:
             res = register_images(p.vis, p.other, runner, cfg)
             row.update(error=geo.corner_error(res.affine, p.gt, w, h), inliers=res.inliers, pairs_scored=res.pairs_scored,
-                       refined=res.refined, refine_note=res.refine_note)
+                       refined=res.refined, refine_note=res.refine_note, polish=list(res.polish), path=res.path,
+                       start=res.start)
             if res.unrefined is not None:
                 row["error_before_refine"] = geo.corner_error(res.unrefined, p.gt, w, h)
                 row["refine_seconds"] = res.stages.get("refine", 0.0)
@@ -127,9 +128,23 @@ def evaluate(data: Path, runner: Runner, cfg: RegisterConfig, limit: Optional[in
                                                   [float(r["seconds"]) - float(r.get("refine_seconds", 0.0)) for r in sel])
         if sift:
             table[c]["sift"] = summarize([float(r["sift_error"]) for r in sel], [float(r["sift_seconds"]) for r in sel])
-    method = ("RRL-Net + MAGSAC" if cfg.network else "coarse only (no network)") + (" + ECC" if cfg.refine else "")
+    if not cfg.network:
+        method = "coarse only (no network)" + polish_label(cfg)
+    elif cfg.dense_first and cfg.refine is not None and cfg.refine.template is not None:
+        method = "dense first, else RRL-Net + MAGSAC" + polish_label(cfg)
+    else:
+        method = "RRL-Net + MAGSAC" + polish_label(cfg)
     return {"data": str(data), "seed": seed, "limit": limit, "method": method, "categories": table, "pairs": rows,
-            "pairs_scored_per_image_pair": float(np.mean([float(r["pairs_scored"]) for r in rows]))}
+            "pairs_scored_per_image_pair": float(np.mean([float(r["pairs_scored"]) for r in rows])),
+            "paths": {k: sum(1 for r in rows if r.get("path", "failed") == k)
+                      for k in ("dense", "network", "coarse", "failed")}}
+
+
+def polish_label(cfg: RegisterConfig) -> str:
+    """The polish stages a configuration runs, as they appear in method names."""
+    if cfg.refine is None:
+        return ""
+    return " + ECC" + (" + template" if cfg.refine.template is not None else "")
 
 
 def format_table(report: Dict[str, object]) -> str:
@@ -142,7 +157,7 @@ def format_table(report: Dict[str, object]) -> str:
                 f"{s['median_px']:.2f}", f"{s['seconds_per_pair']:.2f}"]
             method = str(report.get("method", "RRL-Net + MAGSAC"))
             label = {"ours": method, "sift": "SIFT + MAGSAC",
-                     "before_refine": method.replace(" + ECC", "") + " (before ECC)"}[name]
+                     "before_refine": method.split(" + ECC")[0] + " (before polish)"}[name]
             lines.append(f"| {cat} | {label} | " + " | ".join(vals) + " |")
     return "\n".join(lines)
 

@@ -1,5 +1,6 @@
 """Dense refinement of an affine: ECC (OpenCV's ``findTransformECC``) on the gradient-magnitude maps the coarse
-stage uses, coarse to fine, accepted only when the network does not score the result worse.
+stage uses, coarse to fine, then local template matching (``template``) for the last fraction of a pixel; each
+accepted only when the network does not score the result worse.
 
 Why: the network rounds find the right place within a few pixels wherever the spectra differ most, but their
 score surface is flat within about +-2 px (a matcher trained on exactly aligned positives), so their sub-pixel
@@ -22,6 +23,7 @@ from rrl_edge.contracts import PATCH_SIZE
 from rrl_edge.registration import geometry as geo
 from rrl_edge.registration.coarse import gradient_map
 from rrl_edge.registration.matching import keypoints, overlap_mask, patches_at
+from rrl_edge.registration.template import TemplateConfig, template_affine
 from rrl_edge.runtime.runner import Runner, score_pairs
 
 
@@ -37,6 +39,9 @@ class RefineConfig:
     max_move: float = 8.0  # px: mean corner displacement ECC may apply (coarse estimates measured up to ~7 px off)
     support_keypoints: int = 128  # patches the network scores under each affine
     max_score_drop: float = 0.02  # mean network score the refined affine may lose
+    ecc: bool = True  # False: template matching only (the dense path's check of an independent estimate)
+    template: Optional[TemplateConfig] = TemplateConfig()  # None: ECC only (ablation)
+    template_max_move: float = 4.0  # px: the template search radius; a larger move is not a polish
 
 
 def ecc_affine(vis: np.ndarray, other: np.ndarray, a0: np.ndarray, cfg: RefineConfig = RefineConfig()) -> Optional[np.ndarray]:
@@ -95,26 +100,55 @@ def network_support(vis: np.ndarray, other: np.ndarray, affines: Sequence[np.nda
 @dataclass
 class Refinement:
     affine: np.ndarray
-    accepted: bool
-    reason: str
-    move_px: float
+    accepted: bool  # at least one polish kept
+    reason: str  # why a polish was refused ("; " between stages), empty when all were kept
+    move_px: float  # mean corner displacement of the kept polish(es)
     pairs_scored: int
+    kept: Tuple[str, ...] = ()  # the polishes kept, in order: "ecc", "template"
+    inliers: int = 0  # local matches that agree on the template fit (0 when it was not kept)
+
+
+def _guard(vis: np.ndarray, other: np.ndarray, a0: np.ndarray, a1: np.ndarray, runner: Optional[Runner],
+           cfg: RefineConfig, name: str, max_move: float) -> Tuple[bool, str, int]:
+    """(keep ``a1`` instead of ``a0``, why not, pairs scored): at most ``max_move`` px, and no lower network score."""
+    h, w = vis.shape
+    move = geo.corner_error(a1, a0, w, h)
+    if move > max_move:
+        return False, f"{name} moved the corners {move:.1f} px (limit {max_move:g})", 0
+    if runner is None:
+        return True, "", 0
+    (s0, s1), scored = network_support(vis, other, [a0, a1], runner, cfg.support_keypoints)
+    if scored and s1 < s0 - cfg.max_score_drop:
+        return False, f"the network scores {name}'s affine lower ({s1:.3f} vs {s0:.3f})", scored
+    return True, "", scored
 
 
 def refine(vis: np.ndarray, other: np.ndarray, a0: np.ndarray, runner: Optional[Runner],
            cfg: RefineConfig = RefineConfig()) -> Refinement:
-    """ECC from ``a0``, kept when it moves the corners by at most ``max_move`` px and (with a runner) the network
-    scores it no worse than ``a0`` within ``max_score_drop``; else ``a0`` unchanged, with the reason."""
-    a1 = ecc_affine(vis, other, a0, cfg)
-    if a1 is None:
-        return Refinement(a0, False, "ECC did not converge", 0.0, 0)
+    """ECC from ``a0``, then local template matching from where ECC left it (``template``); each is kept only when
+    it moves the corners by at most its limit and (with a runner) the network scores it no worse than the estimate
+    before it, within ``max_score_drop``. Refused or failed stages leave the estimate as it was, with the reason."""
     h, w = vis.shape
-    move = geo.corner_error(a1, a0, w, h)
-    if move > cfg.max_move:
-        return Refinement(a0, False, f"ECC moved the corners {move:.1f} px (limit {cfg.max_move:g})", move, 0)
-    if runner is None:
-        return Refinement(a1, True, "", move, 0)
-    (s0, s1), scored = network_support(vis, other, [a0, a1], runner, cfg.support_keypoints)
-    if scored and s1 < s0 - cfg.max_score_drop:
-        return Refinement(a0, False, f"the network scores ECC's affine lower ({s1:.3f} vs {s0:.3f})", move, scored)
-    return Refinement(a1, True, "", move, scored)
+    a, kept, notes, scored, inliers = a0, [], [], 0, 0
+    a1 = ecc_affine(vis, other, a0, cfg) if cfg.ecc else a0
+    if a1 is None:
+        notes.append("ECC did not converge")
+    elif cfg.ecc:
+        ok, why, n = _guard(vis, other, a, a1, runner, cfg, "ECC", cfg.max_move)
+        scored += n
+        if ok:
+            a, kept = a1, kept + ["ecc"]
+        else:
+            notes.append(why)
+    if cfg.template is not None:
+        est = template_affine(vis, other, a, cfg.template)
+        if est is None:
+            notes.append(f"template matching: fewer than {cfg.template.min_inliers} local matches agree")
+        else:
+            ok, why, n = _guard(vis, other, a, est.affine, runner, cfg, "template matching", cfg.template_max_move)
+            scored += n
+            if ok:
+                a, kept, inliers = est.affine, kept + ["template"], est.count
+            else:
+                notes.append(why)
+    return Refinement(a, bool(kept), "; ".join(notes), geo.corner_error(a, a0, w, h), scored, tuple(kept), inliers)
