@@ -130,10 +130,10 @@ def refine(vis: np.ndarray, other: np.ndarray, a0: np.ndarray, runner: Optional[
     before it, within ``max_score_drop``. Refused or failed stages leave the estimate as it was, with the reason."""
     h, w = vis.shape
     a, kept, notes, scored, inliers = a0, [], [], 0, 0
-    a1 = ecc_affine(vis, other, a0, cfg) if cfg.ecc else a0
-    if a1 is None:
+    a1 = ecc_affine(vis, other, a0, cfg) if cfg.ecc else None
+    if cfg.ecc and a1 is None:
         notes.append("ECC did not converge")
-    elif cfg.ecc:
+    elif a1 is not None:
         ok, why, n = _guard(vis, other, a, a1, runner, cfg, "ECC", cfg.max_move)
         scored += n
         if ok:

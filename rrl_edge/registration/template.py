@@ -12,7 +12,7 @@ it declines and the estimate stays.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Tuple
 
 import cv2
 import numpy as np
@@ -41,7 +41,8 @@ def _vertex(v: np.ndarray) -> float:
     return float(np.clip(0.5 * (v[0] - v[2]) / den, -0.5, 0.5)) if den < 0 else 0.0
 
 
-def template_matches(vis: np.ndarray, other: np.ndarray, a: np.ndarray, cfg: TemplateConfig = TemplateConfig()):
+def template_matches(vis: np.ndarray, other: np.ndarray, a: np.ndarray,
+                     cfg: TemplateConfig = TemplateConfig()) -> Tuple[np.ndarray, np.ndarray]:
     """(VIS points, other-image points) of keypoints whose gradient-map patch found a clear peak near ``a``."""
     h, w = vis.shape
     gv = gradient_map(vis)
