@@ -55,3 +55,4 @@ batch_size = at_most(positive_int, MAX_BATCH, "a batch size")  # pairs per call:
 thread_count = at_most(positive_int, MAX_THREADS, "a thread count")
 width = at_most(positive_float, MAX_WIDTH, "the width multiplier")
 learning_rate = at_most(positive_float, MAX_LR, "the learning rate")
+unit_fraction = at_most(positive_float, 1.0, "the fraction")  # in (0, 1]: a share of something (mined negatives)

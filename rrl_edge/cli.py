@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn, Optional, Sequence
 
-from rrl_edge.argtypes import batch_size, learning_rate, positive_float, positive_int, thread_count, width
+from rrl_edge.argtypes import batch_size, learning_rate, positive_float, positive_int, thread_count, unit_fraction, width
 from rrl_edge.errors import OutputError, RRLEdgeError, Terminated
 
 
@@ -169,7 +169,7 @@ def _train_locked(args: argparse.Namespace, datas: Sequence[Path], is_main: bool
         warmup_steps=args.warmup_steps, epochs=args.epochs, max_steps=args.max_steps, max_minutes=args.max_minutes,
         eval_every=args.eval_every, seed=args.seed, augment=not args.no_augment, threads=args.threads,
         resume=args.resume, init_from=args.init_from, progress=not args.quiet, compile=args.compile,
-        device=args.device, amp=not args.no_amp,
+        device=args.device, amp=not args.no_amp, hard_negatives=args.hard_negatives,
     )
     info["patch_config"] = config.__dict__ if hasattr(config, "__dict__") else str(config)
     if is_main:
@@ -293,6 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-every", type=positive_int, default=250)
     p.add_argument("--threads", type=thread_count)
     p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--hard-negatives", type=unit_fraction, default=1.0, metavar="FRACTION",
+                   help="online hard-negative mining: the BCE terms keep this fraction of each batch's negatives, "
+                        "those scored highest (default 1: all)")
     p.add_argument("--compile", action="store_true", help="torch.compile the training graph (slow start, faster steps)")
     p.add_argument("--resume", help="a last.pt to continue exactly where it stopped")
     p.add_argument("--overwrite", action="store_true", help="train into a non-empty --out-dir, replacing its run")

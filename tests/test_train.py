@@ -100,3 +100,39 @@ def test_a_joint_run_is_chosen_on_the_mean_of_each_sources_fpr95(tmp_path, count
     net, meta = load_model(tmp_path / "best.pt")  # the saved network gives the recorded numbers
     for name, ps in vals.items():
         assert fpr95(ps.labels, score_with(net, ps.patches)) == pytest.approx(by_source[name], abs=1e-3)
+
+
+def test_hard_negative_mining_keeps_every_positive_and_the_most_confused_negatives(country):
+    from rrl_edge.checkpoint import shipped_for_layout
+    from rrl_edge.contracts import to_unit_float
+    from rrl_edge.models.rrlnet import TrainOutputs
+    from rrl_edge.training.trainer import hard_negative_weights, mlpp_loss
+
+    pairs = subset(country[0], 128, seed=3)
+    x = torch.from_numpy(to_unit_float(pairs.patches))
+    vis, other = x[:, :1].contiguous(), x[:, 1:].contiguous()
+    labels = torch.from_numpy(pairs.labels.astype(np.float32)).unsqueeze(1)
+    net, _ = load_model(shipped_for_layout("vis-nir"))
+    with torch.no_grad():
+        logit = net.logit(vis, other)
+    assert hard_negative_weights(logit, labels, 1.0) is None
+    w = hard_negative_weights(logit, labels, 0.25).view(-1)
+    neg = labels.view(-1) < 0.5
+    assert torch.all(w[~neg] == 1)
+    assert int(w[neg].sum()) == int(np.ceil(0.25 * int(neg.sum())))
+    kept, dropped = logit.view(-1)[neg & (w > 0)], logit.view(-1)[neg & (w == 0)]
+    assert kept.min() >= dropped.max()  # the negatives the network confuses most are the ones it learns from
+    # The mined loss is the BCE over positives and kept negatives only; keeping all is the plain mean.
+    out = TrainOutputs(main=logit)
+    _, all_main = mlpp_loss(out, vis, other, labels, 1.0)
+    torch.testing.assert_close(all_main, torch.nn.functional.binary_cross_entropy_with_logits(logit, labels))
+    _, mined = mlpp_loss(out, vis, other, labels, 0.25)
+    sel = w > 0
+    torch.testing.assert_close(mined, torch.nn.functional.binary_cross_entropy_with_logits(logit[sel], labels[sel]))
+    assert mined > all_main  # easy negatives dropped: the average is over harder pairs
+
+
+def test_training_with_hard_negatives_lowers_the_loss(tmp_path, country):
+    state = train(TrainConfig(out_dir=str(tmp_path), max_steps=40, eval_every=20, hard_negatives=0.5, **TINY), *country)
+    assert state.history[1]["train_loss"] < state.history[0]["train_loss"]
+    assert read_checkpoint(tmp_path / "last.pt")["train_config"]["hard_negatives"] == 0.5

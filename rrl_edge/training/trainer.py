@@ -59,6 +59,7 @@ class TrainConfig:
     progress: bool = True
     device: str = "auto"  # "auto" (CUDA when visible), "cpu" or "cuda"
     amp: bool = True  # on CUDA: bfloat16 autocast (no loss scaling needed); ignored on the CPU
+    hard_negatives: float = 1.0  # fraction of each batch's negatives the BCE terms keep, hardest first (1: all)
 
 
 @dataclass
@@ -71,16 +72,44 @@ class RunState:
     history: List[Dict[str, float]] = field(default_factory=list)
 
 
-def mlpp_loss(out: TrainOutputs, vis: torch.Tensor, other: torch.Tensor, labels: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+def hard_negative_weights(main_logit: torch.Tensor, labels: torch.Tensor, keep: float) -> Optional[torch.Tensor]:
+    """Online hard-negative mining: weight 1 for every positive and the ``keep`` fraction of the batch's negatives
+    the network currently scores highest, 0 for the easy rest; None when every pair counts (``keep`` 1).
+
+    The training set's negatives are mostly easy (other keypoints far away); the ones that matter are those the
+    network confuses (near negatives on fields and water), so the classification terms average over those only.
+    """
+    if keep >= 1.0:
+        return None
+    negatives = labels.view(-1) < 0.5
+    n_keep = int(math.ceil(keep * int(negatives.sum())))
+    weights = (~negatives).to(main_logit.dtype)
+    if n_keep > 0:
+        scores = main_logit.detach().view(-1).masked_fill(~negatives, float("-inf"))
+        weights[torch.topk(scores, n_keep).indices] = 1.0
+    return weights.view_as(labels)
+
+
+def mlpp_loss(out: TrainOutputs, vis: torch.Tensor, other: torch.Tensor, labels: torch.Tensor,
+              hard_negatives: float = 1.0) -> Tuple[torch.Tensor, torch.Tensor]:
     """Sum of every MLPP loss, weights 1: BCE for the main and auxiliary heads, pixel MSE for the decoders.
 
     The paper adds a VGG19 perceptual term to the reconstruction; no pretrained VGG weights can be
-    fetched here, so the decoders use a pixel loss only. Returns (total, main BCE).
+    fetched here, so the decoders use a pixel loss only. ``hard_negatives`` < 1 mines the batch's hardest
+    negatives for every BCE term (the decoders still see every pair). Returns (total, main BCE).
     """
-    main = F.binary_cross_entropy_with_logits(out.main, labels)
+    weights = hard_negative_weights(out.main, labels, hard_negatives)
+
+    def bce(logit: torch.Tensor) -> torch.Tensor:
+        if weights is None:
+            return F.binary_cross_entropy_with_logits(logit, labels)
+        per_pair = F.binary_cross_entropy_with_logits(logit, labels, reduction="none")
+        return (per_pair * weights).sum() / weights.sum().clamp_min(1.0)
+
+    main = bce(out.main)
     total = main
     for logit in out.aux_logits.values():
-        total = total + F.binary_cross_entropy_with_logits(logit, labels)
+        total = total + bce(logit)
     if out.recon_vis is not None and out.recon_other is not None:
         total = total + F.mse_loss(out.recon_vis, vis) + F.mse_loss(out.recon_other, other)
     return total, main
@@ -281,7 +310,7 @@ def _train(cfg: TrainConfig, train_set: PatchSet, val_sets: Dict[str, PatchSet],
                 group["lr"] = lr_at(state.step, total_steps, cfg, time_fraction)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
                 out = trainable(vis, other)
-                loss, main = mlpp_loss(out, vis, other, labels)
+                loss, main = mlpp_loss(out, vis, other, labels, cfg.hard_negatives)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"training loss became {loss.item()} at step {state.step}; lower --lr")
             optimizer.zero_grad(set_to_none=True)
