@@ -63,6 +63,18 @@ def test_resume_refuses_a_deployed_checkpoint(tmp_path, country):
         train(TrainConfig(out_dir=str(tmp_path), max_steps=4, resume=str(tmp_path / "best.pt"), **TINY), *country)
 
 
+def test_resume_refuses_options_that_change_the_run(tmp_path, country):
+    """A resumed mining run without --hard-negatives would silently train another loss: it is refused instead."""
+    from rrl_edge.errors import CheckpointError
+
+    train(TrainConfig(out_dir=str(tmp_path), max_steps=2, eval_every=2, hard_negatives=0.5, **TINY), *country)
+    last = str(tmp_path / "last.pt")
+    with pytest.raises(CheckpointError, match="hard negatives 0.5, not 1.0; pass the same --hard-negatives"):
+        train(TrainConfig(out_dir=str(tmp_path), max_steps=4, resume=last, **TINY), *country)
+    state = train(TrainConfig(out_dir=str(tmp_path), max_steps=4, resume=last, hard_negatives=0.5, **TINY), *country)
+    assert state.step == 4
+
+
 @pytest.mark.slow
 def test_ddp_on_two_cpu_processes(tmp_path, country):
     train_set, val_set = country

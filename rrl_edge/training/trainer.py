@@ -176,12 +176,27 @@ def _initial_model(cfg: TrainConfig) -> Tuple[RRLNetTrain, Optional[Dict[str, An
         model, payload = load_train_model(cfg.resume)
         if payload.get("graph") != "train" or "optimizer" not in payload:
             raise CheckpointError(f"{cfg.resume} is not a training checkpoint (last.pt) and cannot be resumed; use --init-from")
+        _check_resume_matches(cfg, payload.get("train_config") or {})
         return model, payload
     if cfg.init_from:
         model, _ = load_train_model(cfg.init_from)
         return model, None
     torch.manual_seed(cfg.seed)
     return RRLNetTrain(RRLNetConfig(width=cfg.width)), None
+
+
+# Options that decide which batches a step sees and what its loss is: a resume that changed one would not continue
+# the run it names (the CLI builds the config from its own flags, so a forgotten flag would drop silently).
+_RESUME_MUST_MATCH = {"batch_size": "--batch-size", "seed": "--seed", "augment": "--no-augment",
+                      "hard_negatives": "--hard-negatives"}
+
+
+def _check_resume_matches(cfg: TrainConfig, stored: Dict[str, Any]) -> None:
+    for key, flag in _RESUME_MUST_MATCH.items():
+        if key in stored and stored[key] != getattr(cfg, key):
+            raise CheckpointError(
+                f"{cfg.resume}: the run was trained with {key.replace('_', ' ')} {stored[key]!r}, not {getattr(cfg, key)!r}; "
+                f"pass the same {flag} to continue it (or --init-from to start a new run from its weights)")
 
 
 def _plot_curve(history: List[Dict[str, float]], path: Path) -> None:
