@@ -54,6 +54,22 @@ def test_coarse_stage_finds_rotation_scale_and_shift(data_root):
     assert geo.corner_error(coarse_align(vis, other)[0].affine, g, vis.shape[1], vis.shape[0]) < 8.0
 
 
+def test_small_images_search_a_finer_first_level(data_root):
+    """A ~500-px RoadScene pair whose true rotation/scale the 256-px first level ranks too low (best hypothesis 140 px
+    off): the small-image level (384 px, 6 kept) puts it first. The rule looks only at the image size."""
+    import dataclasses
+
+    from rrl_edge.registration.coarse import CoarseConfig
+    from rrl_edge.registration.evaluation import eval_pairs
+
+    pair = next(p for p in eval_pairs(data_root / "roadscene", None, 0) if p.pair_id == "FLIR_video_01425")
+    h, w = pair.vis.shape
+    assert max(h, w) < CoarseConfig().small_image
+    as_large = dataclasses.replace(CoarseConfig(), small_image=0)  # the large-image level on this pair
+    assert geo.corner_error(coarse_align(pair.vis, pair.other, as_large)[0].affine, pair.gt, w, h) > 25.0
+    assert geo.corner_error(coarse_align(pair.vis, pair.other)[0].affine, pair.gt, w, h) < 8.0
+
+
 def test_ecc_polish_reaches_subpixel_on_vis_nir_and_its_guards_refuse(data_root):
     """From the coarse estimate (a few px off) ECC on the gradient maps lands within 1.5 px of the stored matrix
     on a real VIS-NIR pair; a polish that moves more than ``max_move`` is refused with the reason, and the
