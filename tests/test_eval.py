@@ -165,3 +165,23 @@ def test_shipped_joint_model_on_both_uniform_cuts(visnir_test, data_root):
     roadscene = evaluate_sets(sets, lambda ps: score_with(model, ps.patches))
     assert roadscene["mean_fpr95"] <= JOINT_UNIFORM_ROADSCENE_BOUND, roadscene
 
+
+
+# The family's width 0.5 (joint data, 100 minutes from scratch on one core): the first model within issue 8's VIS-NIR
+# goal on the default cut; not the default (RoadScene 1.56 vs the 0.25 model's 1.01, and 2.6x fewer pairs/s).
+JOINT_W050_UNIFORM_VISNIR_BOUND = 2.9  # measured 2.79 (field 6.41, water 10.08, mountain 4.48); goal 3.0
+JOINT_W050_UNIFORM_ROADSCENE_BOUND = 1.66  # measured 1.56; goal 1.0
+
+
+@pytest.mark.slow
+def test_shipped_joint_w050_model_on_both_uniform_cuts(visnir_test, data_root):
+    from rrl_edge.checkpoint import shipped_checkpoint
+    from rrl_edge.data.build import PatchConfig, ensure_dataset, load_split
+
+    model, meta = load_model(shipped_checkpoint("joint-w050"))
+    assert model.cfg.width == 0.5
+    visnir = evaluate_sets(visnir_test, lambda ps: score_with(model, ps.patches))
+    assert visnir["mean_fpr95"] <= JOINT_W050_UNIFORM_VISNIR_BOUND, visnir
+    sets = load_split(ensure_dataset(data_root / "roadscene", PatchConfig(train_keypoints_per_image=16), progress=False), "test")
+    roadscene = evaluate_sets(sets, lambda ps: score_with(model, ps.patches))
+    assert roadscene["mean_fpr95"] <= JOINT_W050_UNIFORM_ROADSCENE_BOUND, roadscene
