@@ -47,11 +47,10 @@ def main() -> None:
     print(f"\nONNX Runtime FP32 on the CPU, batch {args.batch}, {args.threads} thread(s); ratios against width {widths[0]:g}\n")
     print("| width | parameters (deployed) | GFLOPs / pair | pairs/s | vs first |")
     print("|---:|---:|---:|---:|---:|")
-    base = None
+    base = float(by_path[paths[0]]["pairs_per_s"])
     for w, p in zip(widths, paths):
         info = model_info(w)
-        rate = float(next(r for a, r in by_path.items() if a.endswith(Path(p).name))["pairs_per_s"])
-        base = base or rate
+        rate = float(by_path[p]["pairs_per_s"])
         print(f"| {w:g} | {int(info['deploy_params']):,} | {info['deploy_gflops_per_pair']:.3f} | {rate:,.0f} | "
               f"{rate / base:.2f}x |")
 
