@@ -145,13 +145,38 @@ def test_dense_path_registers_a_vis_nir_pair_and_the_ablation_flags_reach_the_co
         assert res.path == "dense" and res.start == "sift" and res.polish == ("template",)
         assert geo.corner_error(res.affine, gt, vis.shape[1], vis.shape[0]) < 1.0
     flags = dict(keypoints=64, coarse_only=False, no_refine=False, no_template=False, network_always=False,
-                 no_classical=False)
+                 no_classical=False, motion="auto")
     cfg = _config(argparse.Namespace(**flags))
     assert cfg.dense_first and cfg.classical and cfg.refine is not None and cfg.refine.template is not None
     assert not _config(argparse.Namespace(**{**flags, "no_classical": True})).classical
     cfg = _config(argparse.Namespace(**{**flags, "network_always": True, "no_template": True}))
     assert not cfg.dense_first and cfg.refine is not None and cfg.refine.template is None
     assert _config(argparse.Namespace(**{**flags, "no_refine": True})).refine is None
+    assert _config(argparse.Namespace(**{**flags, "motion": "affine"})).motion == "affine"
+
+
+def test_motion_auto_fits_a_similarity_unless_the_matches_show_another_aspect(data_root):
+    """GRIC on real local matches (template matching, VIS-NIR indoor/0001, whose stored matrix is a similarity):
+    the refit is a similarity; after the NIR frame is stretched 3 % in x (a resized frame: another aspect) the
+    same matching fits an affine, and both land within 1 px of their truth. The forced models obey the flag."""
+    from rrl_edge.registration.template import template_affine
+
+    d = data_root / "vis-nir" / "indoor"
+    vis, nir, gt = read_gray(d / "0001_rgb.jpg"), read_gray(d / "0001_nir.jpg"), read_warp(d / "0001_nir.npy")
+    h, w = vis.shape
+    est = template_affine(vis, nir, gt, motion="auto")
+    assert est is not None and est.model == "similarity"
+    assert geo.corner_error(est.affine, gt, w, h) < 2.0
+    stretch = np.array([[1.03, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    wide = cv2.resize(nir, (int(round(nir.shape[1] * 1.03)), nir.shape[0]), interpolation=cv2.INTER_LINEAR)
+    gt_wide = geo.compose(stretch, gt)
+    est = template_affine(vis, wide, gt_wide, motion="auto")
+    assert est is not None and est.model == "affine"
+    assert geo.corner_error(est.affine, gt_wide, w, h) < 2.0
+    forced = template_affine(vis, wide, gt_wide, motion="similarity")
+    assert forced is not None and forced.model == "similarity"
+    assert geo.corner_error(forced.affine, gt_wide, w, h) > 3.0  # a similarity cannot hold another aspect
+    assert template_affine(vis, nir, gt, motion="affine").model == "affine"  # type: ignore[union-attr]
 
 
 def test_unreadable_image_exits_2_naming_it(tmp_path, capsys, data_root):
@@ -255,7 +280,12 @@ def test_unrelated_images_fail_with_exit_1(tmp_path, capsys, data_root):
 
 def test_register_eval_coarse_only_writes_table_json_plot(tmp_path, capsys, data_root):
     """register-eval end to end on one RoadScene test pair under its seeded random affine (coarse stage only, to
-    stay fast): the JSON has per-pair errors and per-category success rates, the plot is a PNG, nothing else left."""
+    stay fast): the JSON has per-pair errors and per-category success rates, the plot is a PNG, nothing else left.
+    The pair (FLIR_00006) is one the dataset misaligns: the re-measured truth sits 2-4.5 px from the stated one, and
+    the unmoved pair's re-measured alignment moves the image centre within 1.5 px of the shift the data build's own
+    integer search finds (rrl_edge.data.alignment, an independent measurement)."""
+    from rrl_edge.data.alignment import check_alignment
+
     out, plot = tmp_path / "e.json", tmp_path / "s.png"
     rc = main(["register-eval", "--data", str(data_root / "roadscene"), "--limit", "1", "--coarse-only",
                "--json", str(out), "--plot", str(plot)])
@@ -266,6 +296,21 @@ def test_register_eval_coarse_only_writes_table_json_plot(tmp_path, capsys, data
     assert row["error"] < 10.0 and "sift_error" in row
     s = rep["categories"]["roadscene"]["ours"]
     assert s["pairs"] == 1 and s["success@10"] == 100.0
-    assert "| roadscene |" in capsys.readouterr().out
+    out_text = capsys.readouterr().out
+    assert "| roadscene |" in out_text
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["e.json", "s.png"]
+    assert row["pair"] == "FLIR_00006" and row["truth_remeasured"] and 2.0 < row["truth_offset_px"] < 4.5
+    assert "error_remeasured" in row and "ours_remeasured" in rep["categories"]["roadscene"]
+    assert rep["truth_remeasured"]["pairs"] == 1 and "(truth re-measured)" in out_text
+    vis = read_gray(data_root / "roadscene" / "visible" / "FLIR_00006.jpg")
+    ir = read_gray(data_root / "roadscene" / "infrared" / "FLIR_00006.jpg")
+    from rrl_edge.registration.evaluation import EvalPair, remeasured_truth
+
+    identity = geo.translation(0.0, 0.0)
+    own = remeasured_truth(EvalPair("roadscene", "FLIR_00006", vis, ir, identity, ir))
+    assert own is not None
+    centre = np.array([(vis.shape[1] - 1) / 2, (vis.shape[0] - 1) / 2])
+    moved = geo.apply(own, centre)[0] - centre
+    build = check_alignment(vis, ir)
+    assert np.hypot(moved[0] - build.dx, moved[1] - build.dy) < 1.5  # the build searches whole pixels

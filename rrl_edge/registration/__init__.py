@@ -4,3 +4,7 @@ Coarse rotation/scale/shift from phase correlation of gradient maps, then networ
 shrinking window, then OpenCV USAC/MAGSAC affine estimation. Sits above the runners (layer 2); the command line
 registers its sub-commands through :func:`rrl_edge.registration.commands.add_commands`.
 """
+
+# what a fit on correspondences may be (defined here, free of OpenCV, because the CLI builds its choices from it
+# on a device without OpenCV); "auto": GRIC chooses between a similarity and an affine per fit (estimate.py)
+MOTIONS = ("auto", "similarity", "affine")

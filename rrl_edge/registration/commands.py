@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from rrl_edge.argtypes import positive_int, thread_count
+from rrl_edge.registration import MOTIONS
 
 
 def _config(args: argparse.Namespace) -> Any:  # RegisterConfig
@@ -25,7 +26,7 @@ def _config(args: argparse.Namespace) -> Any:  # RegisterConfig
         polish = replace(polish, template=None)
     return replace(cfg, rounds=(replace(r1, keypoints=args.keypoints), replace(r2, keypoints=2 * args.keypoints)),
                    network=not getattr(args, "coarse_only", False), refine=polish, dense_first=not args.network_always,
-                   classical=not args.no_classical)
+                   classical=not args.no_classical, motion=args.motion)
 
 
 def _open(engine, backend: str, threads):
@@ -84,6 +85,10 @@ def cmd_register_eval(args: argparse.Namespace) -> int:
     report["engine"] = str(engine)
     print(format_table(report))
     print(f"network pairs scored per image pair: {report['pairs_scored_per_image_pair']:.0f}")
+    t = report.get("truth_remeasured")
+    if isinstance(t, dict):
+        print(f"truth re-measured on {t['pairs']} of {t['of']} pairs (ECC and template matching agree on the unmoved "
+              f"pair): the stated truth is off by {t['median_offset_px']:.2f} px median, {t['max_offset_px']:.2f} max")
     if args.json:
         write_json(report, args.json)
     if args.plot:
@@ -106,6 +111,9 @@ def _common(p: argparse.ArgumentParser, backend_choices: Any) -> None:
                    help="do not try SIFT + MAGSAC's affine as a second start of the dense path (ablation)")
     p.add_argument("--no-template", action="store_true",
                    help="polish with ECC only, without the local template matching after it (ablation)")
+    p.add_argument("--motion", choices=MOTIONS, default="auto",
+                   help="what each fit may be: a similarity (rotation, scale, shift), a full affine, or auto "
+                        "(default: the one the matches support, by GRIC)")
 
 
 def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:

@@ -43,6 +43,10 @@ class RegisterConfig:
     # 5 px on 6 of the 14 the coarse start and the network rounds missed (it fails where they succeed, and back)
     classical: bool = True
     refine: Optional[RefineConfig] = RefineConfig()  # None: no polish at all (ablation)
+    # what the fits may be (registration.MOTIONS): "similarity" everywhere, "affine" everywhere, or "auto": the
+    # network rounds and ECC as similarities, and the template refit, the finest and least biased matches (each
+    # searched +-4 px on its own), an affine only where GRIC says they demand one (another pixel aspect)
+    motion: str = "auto"
 
 
 @dataclass
@@ -59,6 +63,7 @@ class RegisterResult:
     path: str = "network"  # "dense" (ECC and template agreed), "network" (network rounds) or "coarse" (no network)
     start: str = "coarse"  # where the accepted estimate started: "coarse" (hypothesis ``hypothesis``) or "sift"
     unrefined: Optional[np.ndarray] = None  # the estimate before the polish (register-eval's ablation for free)
+    model: str = "similarity"  # what the result is: "similarity" (the coarse stage's) or "affine"
 
     def to_json(self) -> Dict[str, object]:
         return {
@@ -73,6 +78,7 @@ class RegisterResult:
             "polish": list(self.polish),
             "path": self.path,
             "start": self.start,
+            "model": self.model,
         }
 
 
@@ -85,7 +91,7 @@ def _refine(vis: np.ndarray, other: np.ndarray, a0: np.ndarray, runner: Runner, 
         m = match(vis, other, a, win, runner)
         stages[f"round{i + 1}"] = stages.get(f"round{i + 1}", 0.0) + time.perf_counter() - t
         scored += m.pairs_scored
-        new = magsac_affine(m.vis, m.other, thr, cfg.min_inliers)
+        new = magsac_affine(m.vis, m.other, thr, cfg.min_inliers, "affine" if cfg.motion == "affine" else "similarity")
         if new is None:
             return est if i > 0 else None, scored, f"round {i + 1}: {len(m.vis)} network matches, no consistent affine"
         if i == 0 and new.count < cfg.min_inlier_ratio * len(m.vis):
@@ -104,9 +110,10 @@ def _polish(vis: np.ndarray, other: np.ndarray, res: RegisterResult, runner: Opt
         return res
     t = time.perf_counter()
     res.unrefined = res.affine
-    r = refine(vis, other, res.affine, runner, cfg.refine)
+    r = refine(vis, other, res.affine, runner, cfg.refine, cfg.motion)
     res.stages["refine"] = time.perf_counter() - t
     res.affine, res.refined, res.refine_note, res.polish = r.affine, r.accepted, r.reason, r.kept
+    res.model = r.model or res.model
     res.pairs_scored += r.pairs_scored
     res.seconds = time.perf_counter() - t0
     return res
@@ -120,7 +127,7 @@ def _dense(vis: np.ndarray, other: np.ndarray, a0: np.ndarray, runner: Runner, c
     if cfg.refine is None or cfg.refine.template is None or not cfg.dense_first:
         return None, 0
     t = time.perf_counter()
-    r = refine(vis, other, a0, None, replace(cfg.refine, template_max_move=cfg.dense_agree, ecc=ecc))
+    r = refine(vis, other, a0, None, replace(cfg.refine, template_max_move=cfg.dense_agree, ecc=ecc), cfg.motion)
     stages["dense"] = stages.get("dense", 0.0) + time.perf_counter() - t
     if r.kept != (("ecc", "template") if ecc else ("template",)):
         return None, 0
@@ -130,7 +137,7 @@ def _dense(vis: np.ndarray, other: np.ndarray, a0: np.ndarray, runner: Runner, c
     if not scored or score < cfg.dense_min_score:
         return None, scored
     res = RegisterResult(r.affine, r.inliers, time.perf_counter() - t0, scored, stages, refined=True, unrefined=a0,
-                         polish=r.kept, path="dense")
+                         polish=r.kept, path="dense", model=r.model)
     return res, scored
 
 
@@ -172,7 +179,7 @@ def register_images(vis: np.ndarray, other: np.ndarray, runner: Optional[Runner]
         est, n, why = _refine(vis, other, h.affine, runner, cfg, stages)
         scored += n
         if est is not None:
-            res = RegisterResult(est.affine, est.count, time.perf_counter() - t0, scored, stages, k)
+            res = RegisterResult(est.affine, est.count, time.perf_counter() - t0, scored, stages, k, model=est.model)
             return _polish(vis, other, res, runner, cfg, t0)
         reasons.append(why)
     raise RegistrationFailed(f"no coarse hypothesis verified by the network ({'; '.join(reasons)})")

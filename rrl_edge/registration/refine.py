@@ -22,6 +22,7 @@ import numpy as np
 from rrl_edge.contracts import PATCH_SIZE
 from rrl_edge.registration import geometry as geo
 from rrl_edge.registration.coarse import gradient_map
+from rrl_edge.registration.estimate import nearest_similarity
 from rrl_edge.registration.matching import keypoints, overlap_mask, patches_at
 from rrl_edge.registration.template import TemplateConfig, template_affine
 from rrl_edge.runtime.runner import Runner, score_pairs
@@ -106,6 +107,7 @@ class Refinement:
     pairs_scored: int
     kept: Tuple[str, ...] = ()  # the polishes kept, in order: "ecc", "template"
     inliers: int = 0  # local matches that agree on the template fit (0 when it was not kept)
+    model: str = ""  # what the last kept polish fitted ("affine", "similarity"); empty when none was kept
 
 
 def _guard(vis: np.ndarray, other: np.ndarray, a0: np.ndarray, a1: np.ndarray, runner: Optional[Runner],
@@ -124,31 +126,37 @@ def _guard(vis: np.ndarray, other: np.ndarray, a0: np.ndarray, a1: np.ndarray, r
 
 
 def refine(vis: np.ndarray, other: np.ndarray, a0: np.ndarray, runner: Optional[Runner],
-           cfg: RefineConfig = RefineConfig()) -> Refinement:
+           cfg: RefineConfig = RefineConfig(), motion: str = "affine") -> Refinement:
     """ECC from ``a0``, then local template matching from where ECC left it (``template``); each is kept only when
     it moves the corners by at most its limit and (with a runner) the network scores it no worse than the estimate
-    before it, within ``max_score_drop``. Refused or failed stages leave the estimate as it was, with the reason."""
+    before it, within ``max_score_drop``. Refused or failed stages leave the estimate as it was, with the reason.
+    ``motion`` (registration.MOTIONS) constrains the template refit ("auto": GRIC); unless it is "affine", ECC's
+    affine is projected onto the nearest similarity (ECC has no similarity motion: MOTION_EUCLIDEAN keeps the
+    scale at 1), so only template matching's own evidence can make the result an affine."""
     h, w = vis.shape
-    a, kept, notes, scored, inliers = a0, [], [], 0, 0
+    a, kept, notes, scored, inliers, model = a0, [], [], 0, 0, ""
     a1 = ecc_affine(vis, other, a0, cfg) if cfg.ecc else None
     if cfg.ecc and a1 is None:
         notes.append("ECC did not converge")
     elif a1 is not None:
+        if motion != "affine":
+            a1 = nearest_similarity(a1, w, h)
         ok, why, n = _guard(vis, other, a, a1, runner, cfg, "ECC", cfg.max_move)
         scored += n
         if ok:
-            a, kept = a1, kept + ["ecc"]
+            a, kept, model = a1, kept + ["ecc"], "affine" if motion == "affine" else "similarity"
         else:
             notes.append(why)
     if cfg.template is not None:
-        est = template_affine(vis, other, a, cfg.template)
+        est = template_affine(vis, other, a, cfg.template, motion)
         if est is None:
             notes.append(f"template matching: fewer than {cfg.template.min_inliers} local matches agree")
         else:
             ok, why, n = _guard(vis, other, a, est.affine, runner, cfg, "template matching", cfg.template_max_move)
             scored += n
             if ok:
-                a, kept, inliers = est.affine, kept + ["template"], est.count
+                a, kept, inliers, model = est.affine, kept + ["template"], est.count, est.model
             else:
                 notes.append(why)
-    return Refinement(a, bool(kept), "; ".join(notes), geo.corner_error(a, a0, w, h), scored, tuple(kept), inliers)
+    return Refinement(a, bool(kept), "; ".join(notes), geo.corner_error(a, a0, w, h), scored, tuple(kept), inliers,
+                      model)

@@ -67,8 +67,9 @@ def template_matches(vis: np.ndarray, other: np.ndarray, a: np.ndarray,
     return np.array(src, np.float64).reshape(-1, 2), np.array(dst, np.float64).reshape(-1, 2)
 
 
-def template_affine(vis: np.ndarray, other: np.ndarray, a: np.ndarray,
-                    cfg: TemplateConfig = TemplateConfig()) -> Optional[Estimate]:
-    """The affine on which at least ``min_inliers`` local matches agree, or None (the caller keeps ``a``)."""
+def template_affine(vis: np.ndarray, other: np.ndarray, a: np.ndarray, cfg: TemplateConfig = TemplateConfig(),
+                    motion: str = "affine") -> Optional[Estimate]:
+    """The affine (refit as ``motion``, registration.MOTIONS) on which at least ``min_inliers`` local matches agree, or
+    None (the caller keeps ``a``)."""
     src, dst = template_matches(vis, other, a, cfg)
-    return magsac_affine(src, dst, cfg.threshold, cfg.min_inliers)
+    return magsac_affine(src, dst, cfg.threshold, cfg.min_inliers, motion)
