@@ -6,5 +6,6 @@ registers its sub-commands through :func:`rrl_edge.registration.commands.add_com
 """
 
 # what a fit on correspondences may be (defined here, free of OpenCV, because the CLI builds its choices from it
-# on a device without OpenCV); "auto": GRIC chooses between a similarity and an affine per fit (estimate.py)
+# on a device without OpenCV); "auto": similarities, an affine only where template matching's matches demand one
+# (GRIC and a 2-px gain: estimate.refit, pipeline.RegisterConfig.motion)
 MOTIONS = ("auto", "similarity", "affine")

@@ -87,8 +87,9 @@ def cmd_register_eval(args: argparse.Namespace) -> int:
     print(f"network pairs scored per image pair: {report['pairs_scored_per_image_pair']:.0f}")
     t = report.get("truth_remeasured")
     if isinstance(t, dict):
-        print(f"truth re-measured on {t['pairs']} of {t['of']} pairs (ECC and template matching agree on the unmoved "
-              f"pair): the stated truth is off by {t['median_offset_px']:.2f} px median, {t['max_offset_px']:.2f} max")
+        print(f"truth re-measured on {t['pairs']} of {t['of']} pairs (ECC and template matching pass their guards on "
+              f"the unmoved pair): the stated truth is off by {t['median_offset_px']:.2f} px median, "
+              f"{t['max_offset_px']:.2f} max")
     if args.json:
         write_json(report, args.json)
     if args.plot:
@@ -112,8 +113,8 @@ def _common(p: argparse.ArgumentParser, backend_choices: Any) -> None:
     p.add_argument("--no-template", action="store_true",
                    help="polish with ECC only, without the local template matching after it (ablation)")
     p.add_argument("--motion", choices=MOTIONS, default="auto",
-                   help="what each fit may be: a similarity (rotation, scale, shift), a full affine, or auto "
-                        "(default: the one the matches support, by GRIC)")
+                   help="what the fits may be: a similarity (rotation, scale, shift), a full affine, or auto "
+                        "(default: similarities, an affine only where template matching's matches show another aspect)")
 
 
 def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:

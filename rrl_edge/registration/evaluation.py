@@ -175,7 +175,8 @@ def evaluate(data: Path, runner: Runner, cfg: RegisterConfig, limit: Optional[in
     report: Dict[str, object] = {
         "data": str(data), "seed": seed, "limit": limit, "method": method, "categories": table, "pairs": rows,
         "pairs_scored_per_image_pair": float(np.mean([float(r["pairs_scored"]) for r in rows])),
-        "paths": {k: sum(1 for r in rows if r.get("path", "failed") == k) for k in ("dense", "network", "coarse", "failed")}}
+        "paths": {k: sum(1 for r in rows if r.get("path", "failed") == k)
+                  for k in ("dense", "network", "coarse", "failed")}}
     offsets = [float(r["truth_offset_px"]) for r in rows if r.get("truth_remeasured")]
     if any("truth_offset_px" in r for r in rows):  # how far the stated truth is from the re-measured one
         report["truth_remeasured"] = {"pairs": len(offsets), "of": len(rows),
