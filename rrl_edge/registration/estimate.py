@@ -13,13 +13,14 @@ matches (registration.pipeline)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Optional
 
 import cv2
 import numpy as np
 
 from rrl_edge.errors import RRLEdgeError
 from rrl_edge.registration import MOTIONS
+from rrl_edge.registration import geometry as geo
 
 
 class RegistrationFailed(RRLEdgeError):
@@ -30,7 +31,11 @@ class RegistrationFailed(RRLEdgeError):
 class Estimate:
     affine: np.ndarray  # 2x3, VIS -> other
     inliers: np.ndarray  # bool per correspondence
-    model: str = "affine"  # what the refit is: "affine" or "similarity"
+
+    @property
+    def model(self) -> str:
+        """What the refit is: "affine" or "similarity"."""
+        return geo.motion_of(self.affine)
 
     @property
     def count(self) -> int:
@@ -77,7 +82,7 @@ def gric(sq_residuals: np.ndarray, sigma2: float, params: int) -> float:
 AFFINE_MIN_GAIN_PX = 2.0  # "auto": how far an affine must move the matched area's corners from the similarity
 
 
-def refit(src: np.ndarray, dst: np.ndarray, motion: str = "affine") -> Tuple[np.ndarray, str]:
+def refit(src: np.ndarray, dst: np.ndarray, motion: str = "affine") -> np.ndarray:
     """Least-squares refit on inlier correspondences as ``motion``; "auto" takes the affine only where GRIC prefers
     it (noise scale from the affine's own residuals: the median of a 2-D Gaussian's squared norm is 2 ln 2 sigma^2)
     and it moves the corners of the matches' bounding box by more than AFFINE_MIN_GAIN_PX from the similarity.
@@ -89,19 +94,19 @@ def refit(src: np.ndarray, dst: np.ndarray, motion: str = "affine") -> Tuple[np.
     if motion not in MOTIONS:
         raise ValueError(f"motion must be one of {MOTIONS}, not {motion!r}")
     if motion == "similarity" or (motion == "auto" and len(src) < 3):
-        return fit_similarity(src, dst), "similarity"
+        return fit_similarity(src, dst)
     aff = fit_affine(src, dst)
     if motion == "affine":
-        return aff, "affine"
+        return aff
     sim = fit_similarity(src, dst)
     e_aff, e_sim = _sq_residuals(aff, src, dst), _sq_residuals(sim, src, dst)
     sigma2 = max(float(np.median(e_aff)) / (2 * np.log(2)), 0.01)  # floor: 0.1 px, exact synthetic matches
     if gric(e_sim, sigma2, 4) <= gric(e_aff, sigma2, 6):
-        return sim, "similarity"
+        return sim
     lo, hi = src.min(0), src.max(0)
     box = np.array([[lo[0], lo[1]], [hi[0], lo[1]], [hi[0], hi[1]], [lo[0], hi[1]]])
     gain = float(np.linalg.norm(box @ (aff - sim)[:, :2].T + (aff - sim)[:, 2], axis=1).mean())
-    return (aff, "affine") if gain > AFFINE_MIN_GAIN_PX else (sim, "similarity")
+    return aff if gain > AFFINE_MIN_GAIN_PX else sim
 
 
 def magsac_affine(src: np.ndarray, dst: np.ndarray, threshold: float, min_inliers: int = 6,
@@ -121,8 +126,7 @@ def magsac_affine(src: np.ndarray, dst: np.ndarray, threshold: float, min_inlier
     if inl.sum() < min_inliers:
         return None
     # least squares on the inliers: MAGSAC's model is fitted to a minimal sample plus local optimisation
-    a, model = refit(src[inl], dst[inl], motion)
-    return Estimate(a, inl, model)
+    return Estimate(refit(src[inl], dst[inl], motion), inl)
 
 
 def plausible(a: np.ndarray, max_rotation: float, min_scale: float, max_scale: float, slack: float = 0.05) -> bool:

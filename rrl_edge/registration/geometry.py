@@ -25,6 +25,12 @@ def similarity(angle_deg: float, scale: float, center_from: Tuple[float, float],
     return np.hstack([r, (c1 - r @ c0)[:, None]])
 
 
+def motion_of(a: np.ndarray) -> str:
+    """"similarity" when the 2x2 part is [[s, -t], [t, s]] (what a similarity fit returns, exactly), else "affine"."""
+    m = np.asarray(a, np.float64)
+    return "similarity" if np.allclose([m[0, 0], m[0, 1]], [m[1, 1], -m[1, 0]], rtol=0.0, atol=1e-9) else "affine"
+
+
 def translation(dx: float, dy: float) -> np.ndarray:
     return np.array([[1.0, 0.0, dx], [0.0, 1.0, dy]])
 

@@ -18,6 +18,7 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
+from rrl_edge.registration import geometry as geo
 from rrl_edge.registration.coarse import CoarseConfig, coarse_align
 from rrl_edge.registration.estimate import Estimate, RegistrationFailed, magsac_affine, plausible
 from rrl_edge.registration.matching import Window, match
@@ -63,7 +64,11 @@ class RegisterResult:
     path: str = "network"  # "dense" (ECC and template agreed), "network" (network rounds) or "coarse" (no network)
     start: str = "coarse"  # where the accepted estimate started: "coarse" (hypothesis ``hypothesis``) or "sift"
     unrefined: Optional[np.ndarray] = None  # the estimate before the polish (register-eval's ablation for free)
-    model: str = "similarity"  # what the result is: "similarity" (the coarse stage's) or "affine"
+
+    @property
+    def model(self) -> str:
+        """What the result is: "similarity" or "affine"."""
+        return geo.motion_of(self.affine)
 
     def to_json(self) -> Dict[str, object]:
         return {
@@ -113,7 +118,6 @@ def _polish(vis: np.ndarray, other: np.ndarray, res: RegisterResult, runner: Opt
     r = refine(vis, other, res.affine, runner, cfg.refine, cfg.motion)
     res.stages["refine"] = time.perf_counter() - t
     res.affine, res.refined, res.refine_note, res.polish = r.affine, r.accepted, r.reason, r.kept
-    res.model = r.model or res.model
     res.pairs_scored += r.pairs_scored
     res.seconds = time.perf_counter() - t0
     return res
@@ -137,7 +141,7 @@ def _dense(vis: np.ndarray, other: np.ndarray, a0: np.ndarray, runner: Runner, c
     if not scored or score < cfg.dense_min_score:
         return None, scored
     res = RegisterResult(r.affine, r.inliers, time.perf_counter() - t0, scored, stages, refined=True, unrefined=a0,
-                         polish=r.kept, path="dense", model=r.model)
+                         polish=r.kept, path="dense")
     return res, scored
 
 
@@ -179,7 +183,7 @@ def register_images(vis: np.ndarray, other: np.ndarray, runner: Optional[Runner]
         est, n, why = _refine(vis, other, h.affine, runner, cfg, stages)
         scored += n
         if est is not None:
-            res = RegisterResult(est.affine, est.count, time.perf_counter() - t0, scored, stages, k, model=est.model)
+            res = RegisterResult(est.affine, est.count, time.perf_counter() - t0, scored, stages, k)
             return _polish(vis, other, res, runner, cfg, t0)
         reasons.append(why)
     raise RegistrationFailed(f"no coarse hypothesis verified by the network ({'; '.join(reasons)})")

@@ -107,7 +107,6 @@ class Refinement:
     pairs_scored: int
     kept: Tuple[str, ...] = ()  # the polishes kept, in order: "ecc", "template"
     inliers: int = 0  # local matches that agree on the template fit (0 when it was not kept)
-    model: str = ""  # what the last kept polish fitted ("affine", "similarity"); empty when none was kept
 
 
 def _guard(vis: np.ndarray, other: np.ndarray, a0: np.ndarray, a1: np.ndarray, runner: Optional[Runner],
@@ -134,7 +133,7 @@ def refine(vis: np.ndarray, other: np.ndarray, a0: np.ndarray, runner: Optional[
     affine is projected onto the nearest similarity (ECC has no similarity motion: MOTION_EUCLIDEAN keeps the
     scale at 1), so only template matching's own evidence can make the result an affine."""
     h, w = vis.shape
-    a, kept, notes, scored, inliers, model = a0, [], [], 0, 0, ""
+    a, kept, notes, scored, inliers = a0, [], [], 0, 0
     a1 = ecc_affine(vis, other, a0, cfg) if cfg.ecc else None
     if cfg.ecc and a1 is None:
         notes.append("ECC did not converge")
@@ -144,7 +143,7 @@ def refine(vis: np.ndarray, other: np.ndarray, a0: np.ndarray, runner: Optional[
         ok, why, n = _guard(vis, other, a, a1, runner, cfg, "ECC", cfg.max_move)
         scored += n
         if ok:
-            a, kept, model = a1, kept + ["ecc"], "affine" if motion == "affine" else "similarity"
+            a, kept = a1, kept + ["ecc"]
         else:
             notes.append(why)
     if cfg.template is not None:
@@ -155,8 +154,7 @@ def refine(vis: np.ndarray, other: np.ndarray, a0: np.ndarray, runner: Optional[
             ok, why, n = _guard(vis, other, a, est.affine, runner, cfg, "template matching", cfg.template_max_move)
             scored += n
             if ok:
-                a, kept, inliers, model = est.affine, kept + ["template"], est.count, est.model
+                a, kept, inliers = est.affine, kept + ["template"], est.count
             else:
                 notes.append(why)
-    return Refinement(a, bool(kept), "; ".join(notes), geo.corner_error(a, a0, w, h), scored, tuple(kept), inliers,
-                      model)
+    return Refinement(a, bool(kept), "; ".join(notes), geo.corner_error(a, a0, w, h), scored, tuple(kept), inliers)
