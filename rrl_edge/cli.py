@@ -167,7 +167,7 @@ def _train_locked(args: argparse.Namespace, datas: Sequence[Path], is_main: bool
     cfg = TrainConfig(
         out_dir=args.out_dir, width=args.width, batch_size=args.batch_size, lr=args.lr, schedule=args.schedule,
         warmup_steps=args.warmup_steps, epochs=args.epochs, max_steps=args.max_steps, max_minutes=args.max_minutes,
-        eval_every=args.eval_every, seed=args.seed, augment=not args.no_augment, threads=args.threads,
+        eval_every=args.eval_every, seed=args.seed, order_seed=args.order_seed, augment=not args.no_augment, threads=args.threads,
         resume=args.resume, init_from=args.init_from, progress=not args.quiet, compile=args.compile,
         device=args.device, amp=not args.no_amp, hard_negatives=args.hard_negatives,
     )
@@ -296,6 +296,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hard-negatives", type=unit_fraction, default=1.0, metavar="FRACTION",
                    help="online hard-negative mining: the BCE terms keep this fraction of each batch's negatives, "
                         "those scored highest (default 1: all)")
+    p.add_argument("--order-seed", type=int, default=None,
+                   help="seed of the batch order and augmentation (default: --seed, which also fixes the cut and "
+                        "splits); give a new one when continuing from --init-from so the run does not replay the "
+                        "same first batches")
     p.add_argument("--compile", action="store_true", help="torch.compile the training graph (slow start, faster steps)")
     p.add_argument("--resume", help="a last.pt to continue exactly where it stopped")
     p.add_argument("--overwrite", action="store_true", help="train into a non-empty --out-dir, replacing its run")

@@ -94,6 +94,30 @@ def test_ecc_polish_reaches_subpixel_on_vis_nir_and_its_guards_refuse(data_root)
     assert scored > 64 and s_true > s_off + 0.1, (s_true, s_off)  # measured 0.93 vs 0.79: a tolerant matcher
 
 
+def test_ecc_moves_beyond_max_move_only_where_the_network_scores_it_no_lower(data_root):
+    """street 0015: the network rounds' estimate was 8.3 px off (matches away from the corners) and ECC's 9.3-px move
+    to 1.7 px was refused by the 8-px limit. From the truth shifted by 10 px, ECC comes back: without a runner the
+    move is refused as before; with one it is kept, because the network scores it higher. A 10-px move away from
+    the truth is refused, because the network scores it lower."""
+    from rrl_edge.checkpoint import shipped_checkpoint
+    from rrl_edge.registration.refine import RefineConfig, _guard, refine
+    from rrl_edge.runtime.registry import open_runner
+
+    d = data_root / "vis-nir" / "street"
+    vis, nir, gt = read_gray(d / "0015_rgb.jpg"), read_gray(d / "0015_nir.jpg"), read_warp(d / "0015_nir.npy")
+    h, w = vis.shape
+    off = geo.compose(gt, geo.translation(-10.0, 0.0))
+    cfg = RefineConfig(template=None)
+    alone = refine(vis, nir, off, None, cfg, "similarity")
+    assert not alone.accepted and "(limit 8)" in alone.reason
+    with open_runner(shipped_checkpoint("joint")) as runner:
+        checked = refine(vis, nir, off, runner, cfg, "similarity")
+        assert checked.kept == ("ecc",) and checked.move_px > cfg.max_move, checked.reason
+        assert geo.corner_error(checked.affine, gt, w, h) < 3.0
+        ok, why, _ = _guard(vis, nir, gt, off, runner, cfg, "ECC", cfg.max_move, cfg.max_move_verified)
+    assert not ok and "lower after a 9.9-px move" in why  # 10 px in VIS pixels, 9.9 in the NIR image
+
+
 def test_template_matching_sharpens_ecc_and_declines_on_low_texture(data_root):
     """Local template matching from ECC's estimate: on a VIS-NIR mountain pair it lands closer to the stored matrix
     than ECC (measured 2.24 -> 0.21 px) with many agreeing keypoints; on a field pair (grass, few clear peaks) it

@@ -75,6 +75,24 @@ def test_resume_refuses_options_that_change_the_run(tmp_path, country):
     assert state.step == 4
 
 
+def test_order_seed_changes_the_batches_and_a_resume_must_keep_it(tmp_path, country):
+    """--order-seed: a run from the same cut sees other batches (the default replays --seed's order); resuming it
+    without the same --order-seed is refused like the other options that change the run."""
+    from rrl_edge.errors import CheckpointError
+
+    def weights(name: str, **kw) -> dict:
+        train(TrainConfig(out_dir=str(tmp_path / name), max_steps=2, eval_every=2, **TINY, **kw), *country)
+        return read_checkpoint(tmp_path / name / "last.pt")["state_dict"]
+
+    default, same, other = weights("default"), weights("same", order_seed=0), weights("other", order_seed=1)
+    key = next(k for k in default if k.endswith("weight"))
+    torch.testing.assert_close(default[key], same[key], rtol=0, atol=0)
+    assert not torch.equal(default[key], other[key])
+    with pytest.raises(CheckpointError, match="order seed 1, not None; pass the same --order-seed"):
+        train(TrainConfig(out_dir=str(tmp_path / "other"), max_steps=4, resume=str(tmp_path / "other" / "last.pt"),
+                          **TINY), *country)
+
+
 @pytest.mark.slow
 def test_ddp_on_two_cpu_processes(tmp_path, country):
     train_set, val_set = country

@@ -8,7 +8,8 @@ accuracy is limited. ECC uses every edge pixel of the overlap and reaches sub-pi
 spectra share edges (VIS-NIR), but drifts where they do not (VIS-LWIR: measured 4.6 -> 6.0 px median on
 RoadScene from the coarse estimate). So it is a polish with two guards: it may move the estimate's corners by at
 most ``max_move`` pixels, and the network's mean score of patches at the same places under the refined affine
-must not drop by more than ``max_score_drop``.
+must not drop by more than ``max_score_drop``; ECC may move up to ``max_move_verified`` px where the network scores
+the moved affine no lower at all.
 """
 
 from __future__ import annotations
@@ -38,6 +39,13 @@ class RefineConfig:
     iterations: int = 100  # per level
     eps: float = 1e-6
     max_move: float = 8.0  # px: mean corner displacement ECC may apply (coarse estimates measured up to ~7 px off)
+    # px: ECC may move further than ``max_move``, up to this, only where a runner checks it and the network scores
+    # the moved affine no lower than the estimate at all (``far_keypoints`` patches). Why: the network's score is
+    # flat within about +-2 px, so a move of 8+ px away from a right estimate costs it clearly (0.93 -> 0.79 at
+    # 8 px on mountain 0000); a tie or a gain there says the estimate was the one that was off (network-path
+    # estimates of low-texture pairs, whose matches cluster away from the image corners)
+    max_move_verified: float = 16.0
+    far_keypoints: int = 256
     support_keypoints: int = 128  # patches the network scores under each affine
     max_score_drop: float = 0.02  # mean network score the refined affine may lose
     ecc: bool = True  # False: template matching only (the dense path's check of an independent estimate)
@@ -110,17 +118,22 @@ class Refinement:
 
 
 def _guard(vis: np.ndarray, other: np.ndarray, a0: np.ndarray, a1: np.ndarray, runner: Optional[Runner],
-           cfg: RefineConfig, name: str, max_move: float) -> Tuple[bool, str, int]:
-    """(keep ``a1`` instead of ``a0``, why not, pairs scored): at most ``max_move`` px, and no lower network score."""
+           cfg: RefineConfig, name: str, max_move: float, far_limit: Optional[float] = None) -> Tuple[bool, str, int]:
+    """(keep ``a1`` instead of ``a0``, why not, pairs scored): at most ``max_move`` px and no lower network score
+    (within ``max_score_drop``); or, with a runner, at most ``far_limit`` px and no lower score at all."""
     h, w = vis.shape
     move = geo.corner_error(a1, a0, w, h)
-    if move > max_move:
-        return False, f"{name} moved the corners {move:.1f} px (limit {max_move:g})", 0
+    far = move > max_move
+    limit = far_limit if far_limit is not None and runner is not None else max_move
+    if move > limit:
+        return False, f"{name} moved the corners {move:.1f} px (limit {limit:g})", 0
     if runner is None:
         return True, "", 0
-    (s0, s1), scored = network_support(vis, other, [a0, a1], runner, cfg.support_keypoints)
-    if scored and s1 < s0 - cfg.max_score_drop:
-        return False, f"the network scores {name}'s affine lower ({s1:.3f} vs {s0:.3f})", scored
+    count, drop = (cfg.far_keypoints, 0.0) if far else (cfg.support_keypoints, cfg.max_score_drop)
+    (s0, s1), scored = network_support(vis, other, [a0, a1], runner, count)
+    if scored and s1 < s0 - drop:
+        why = f" after a {move:.1f}-px move" if far else ""
+        return False, f"the network scores {name}'s affine lower{why} ({s1:.3f} vs {s0:.3f})", scored
     return True, "", scored
 
 
@@ -140,7 +153,7 @@ def refine(vis: np.ndarray, other: np.ndarray, a0: np.ndarray, runner: Optional[
     elif a1 is not None:
         if motion != "affine":
             a1 = nearest_similarity(a1, w, h)
-        ok, why, n = _guard(vis, other, a, a1, runner, cfg, "ECC", cfg.max_move)
+        ok, why, n = _guard(vis, other, a, a1, runner, cfg, "ECC", cfg.max_move, cfg.max_move_verified)
         scored += n
         if ok:
             a, kept = a1, kept + ["ecc"]

@@ -51,6 +51,9 @@ class TrainConfig:
     max_minutes: Optional[float] = None  # total minutes of the run (across resumes); the cosine also ends by then
     eval_every: int = 250  # steps between validations and checkpoints
     seed: int = 0
+    # Seed of the batch order and augmentation (None: ``seed``). The cut's seed also fixes the splits, so a new run
+    # from --init-from that should see the pairs in another order (not the same first batches again) sets this one.
+    order_seed: Optional[int] = None
     augment: bool = True
     threads: Optional[int] = None
     compile: bool = False  # torch.compile: ~2 min of compiling, then ~25% more pairs/s on 2 CPU cores
@@ -187,8 +190,8 @@ def _initial_model(cfg: TrainConfig) -> Tuple[RRLNetTrain, Optional[Dict[str, An
 
 # Options that decide which batches a step sees and what its loss is: a resume that changed one would not continue
 # the run it names (the CLI builds the config from its own flags, so a forgotten flag would drop silently).
-_RESUME_MUST_MATCH = {"batch_size": "--batch-size", "seed": "--seed", "augment": "--no-augment",
-                      "hard_negatives": "--hard-negatives"}
+_RESUME_MUST_MATCH = {"batch_size": "--batch-size", "seed": "--seed", "order_seed": "--order-seed",
+                      "augment": "--no-augment", "hard_negatives": "--hard-negatives"}
 
 
 def _check_resume_matches(cfg: TrainConfig, stored: Dict[str, Any]) -> None:
@@ -272,7 +275,8 @@ def _train(cfg: TrainConfig, train_set: PatchSet, val_sets: Dict[str, PatchSet],
         trainable = torch.compile(trainable)  # type: ignore[assignment]
 
     loader = PairLoader(
-        train_set.patches, train_set.labels, cfg.batch_size, seed=cfg.seed, rank=ctx.rank,
+        train_set.patches, train_set.labels, cfg.batch_size,
+        seed=cfg.seed if cfg.order_seed is None else cfg.order_seed, rank=ctx.rank,
         world_size=ctx.world_size, augment=AugmentConfig() if cfg.augment else None,
         source=data_info.get("source", "the training set"),
     )
