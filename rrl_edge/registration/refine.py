@@ -131,6 +131,8 @@ def _guard(vis: np.ndarray, other: np.ndarray, a0: np.ndarray, a1: np.ndarray, r
         return True, "", 0
     count, drop = (cfg.far_keypoints, 0.0) if far else (cfg.support_keypoints, cfg.max_score_drop)
     (s0, s1), scored = network_support(vis, other, [a0, a1], runner, count)
+    if far and not scored:
+        return False, f"{name} moved the corners {move:.1f} px with no patch for the network to check", 0
     if scored and s1 < s0 - drop:
         why = f" after a {move:.1f}-px move" if far else ""
         return False, f"the network scores {name}'s affine lower{why} ({s1:.3f} vs {s0:.3f})", scored
