@@ -469,7 +469,12 @@ def test_signals_end_in_one_line(tmp_path: Path, sig: int, code: int, word: str)
         time.sleep(0.1)
     time.sleep(1.0)  # into the training loop (or the data loading before it)
     proc.send_signal(sig)
-    _, err = proc.communicate(timeout=60)
+    try:
+        _, err = proc.communicate(timeout=60)
+    finally:  # a run that ignored the signal must not outlive the test (it would train on for 100,000 steps)
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
     assert proc.returncode == code, err
     assert "Traceback" not in err and word in err
     assert len([line for line in err.splitlines() if line.strip()]) == 1, err

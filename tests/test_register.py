@@ -4,6 +4,7 @@ affine convention, bad input (exit 2, one line naming the file), failed registra
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -118,6 +119,56 @@ def test_ecc_moves_beyond_max_move_only_where_the_network_scores_it_no_lower(dat
     assert not ok and "lower after a 9.9-px move" in why  # 10 px in VIS pixels, 9.9 in the NIR image
 
 
+@pytest.mark.slow
+def test_ecc_from_two_starts_agreeing_overrules_the_networks_refusal(data_root):
+    """field 0002 (grass): the network rounds end 5.4 px off, and the network scores that estimate above the truth
+    (measured 0.81 vs 0.69), so it refuses ECC's move to 3.9 px. ECC from the coarse hypothesis lands on the same
+    affine: two starts agreeing overrule the refusal (slow: the network rounds through PyTorch take about a
+    minute here)."""
+    from rrl_edge.checkpoint import shipped_checkpoint
+    from rrl_edge.registration.pipeline import RegisterConfig, _refine
+    from rrl_edge.registration.refine import refine
+    from rrl_edge.runtime.registry import open_runner
+
+    d = data_root / "vis-nir" / "field"
+    vis, nir, gt = read_gray(d / "0002_rgb.jpg"), read_gray(d / "0002_nir.jpg"), read_warp(d / "0002_nir.npy")
+    h, w = vis.shape
+    cfg = RegisterConfig()
+    polish = replace(cfg.refine, template=None)
+    coarse = coarse_align(vis, nir)[0].affine
+    with open_runner(shipped_checkpoint("joint")) as runner:
+        est, _, why = _refine(vis, nir, coarse, runner, cfg, {})
+        assert est is not None, why
+        assert geo.corner_error(est.affine, gt, w, h) > 5.0
+        alone = refine(vis, nir, est.affine, runner, polish, cfg.motion)
+        assert not alone.accepted and "the network scores ECC's affine lower" in alone.reason
+        agreed = refine(vis, nir, est.affine, runner, polish, cfg.motion, [coarse])
+        assert agreed.kept == ("ecc-consensus",), agreed.reason
+    assert geo.corner_error(agreed.affine, gt, w, h) < 4.5
+
+
+def test_ecc_from_two_starts_must_agree_and_raise_the_gradient_correlation(data_root):
+    """The consensus's own conditions on a real pair (field 0002), without the network: ECC from a start 60 px
+    away lands elsewhere, so it is no witness; the full-resolution gradient maps correlate better at the stored
+    matrix than 5 px away (the condition that kept VIS-LWIR's wrong basins out); and of several ECC results the one
+    that others agree with is chosen, none when no two agree."""
+    from rrl_edge.registration.refine import RefineConfig, _agreed, _consensus, _ecc_from, gradient_correlation
+
+    d = data_root / "vis-nir" / "field"
+    vis, nir, gt = read_gray(d / "0002_rgb.jpg"), read_gray(d / "0002_nir.jpg"), read_warp(d / "0002_nir.npy")
+    h, w = vis.shape
+    off = geo.compose(gt, geo.translation(5.0, 0.0))
+    assert gradient_correlation(vis, nir, gt) > 1.1 * gradient_correlation(vis, nir, off)
+    cfg = RefineConfig()
+    a1 = _ecc_from(vis, nir, off, cfg, "auto")
+    assert a1 is not None
+    far = geo.compose(gt, geo.translation(60.0, 0.0))
+    agreed, why, scored = _consensus(vis, nir, off, a1, [far], None, cfg, "auto")  # type: ignore[arg-type]
+    assert agreed is None and "no two agree" in why and scored == 0
+    one, near, other = geo.translation(0, 0), geo.translation(0.5, 0), geo.translation(3, 0)
+    assert _agreed([one, other, near], 1.0, w, h) is one and _agreed([one, other], 1.0, w, h) is None
+
+
 def test_template_matching_sharpens_ecc_and_declines_on_low_texture(data_root):
     """Local template matching from ECC's estimate: on a VIS-NIR mountain pair it lands closer to the stored matrix
     than ECC (measured 2.24 -> 0.21 px) with many agreeing keypoints; on a field pair (grass, few clear peaks) it
@@ -169,10 +220,11 @@ def test_dense_path_registers_a_vis_nir_pair_and_the_ablation_flags_reach_the_co
         assert res.path == "dense" and res.start == "sift" and res.polish == ("template",)
         assert geo.corner_error(res.affine, gt, vis.shape[1], vis.shape[0]) < 1.0
     flags = dict(keypoints=64, coarse_only=False, no_refine=False, no_template=False, network_always=False,
-                 no_classical=False, motion="auto")
+                 no_classical=False, no_consensus=False, motion="auto")
     cfg = _config(argparse.Namespace(**flags))
     assert cfg.dense_first and cfg.classical and cfg.refine is not None and cfg.refine.template is not None
     assert not _config(argparse.Namespace(**{**flags, "no_classical": True})).classical
+    assert cfg.consensus and not _config(argparse.Namespace(**{**flags, "no_consensus": True})).consensus
     cfg = _config(argparse.Namespace(**{**flags, "network_always": True, "no_template": True}))
     assert not cfg.dense_first and cfg.refine is not None and cfg.refine.template is None
     assert _config(argparse.Namespace(**{**flags, "no_refine": True})).refine is None

@@ -26,7 +26,7 @@ def _config(args: argparse.Namespace) -> Any:  # RegisterConfig
         polish = replace(polish, template=None)
     return replace(cfg, rounds=(replace(r1, keypoints=args.keypoints), replace(r2, keypoints=2 * args.keypoints)),
                    network=not getattr(args, "coarse_only", False), refine=polish, dense_first=not args.network_always,
-                   classical=not args.no_classical, motion=args.motion)
+                   classical=not args.no_classical, consensus=not args.no_consensus, motion=args.motion)
 
 
 def _open(engine, backend: str, threads):
@@ -110,6 +110,8 @@ def _common(p: argparse.ArgumentParser, backend_choices: Any) -> None:
                    help="run the network rounds on every pair, also where ECC and template matching agree (ablation)")
     p.add_argument("--no-classical", action="store_true",
                    help="do not try SIFT + MAGSAC's affine as a second start of the dense path (ablation)")
+    p.add_argument("--no-consensus", action="store_true",
+                   help="keep the network's refusal of ECC even where ECC from two starts agrees (ablation)")
     p.add_argument("--no-template", action="store_true",
                    help="polish with ECC only, without the local template matching after it (ablation)")
     p.add_argument("--motion", choices=MOTIONS, default="auto",

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -43,6 +43,9 @@ class RegisterConfig:
     # a second dense start from SIFT + MAGSAC when the coarse one fails: on the 160 VIS-NIR pairs, SIFT was within
     # 5 px on 6 of the 14 the coarse start and the network rounds missed (it fails where they succeed, and back)
     classical: bool = True
+    # where the network refuses ECC's polish of a network-rounds estimate, ECC from the coarse hypothesis and SIFT's
+    # affine may overrule it by agreeing (refine.RefineConfig.consensus_px); False: the refusal stands (ablation)
+    consensus: bool = True
     refine: Optional[RefineConfig] = RefineConfig()  # None: no polish at all (ablation)
     # what the fits may be (registration.MOTIONS): "similarity" everywhere, "affine" everywhere, or "auto": the
     # network rounds and ECC as similarities, and the template refit, the finest and least biased matches (each
@@ -60,7 +63,7 @@ class RegisterResult:
     hypothesis: int = 0
     refined: Optional[bool] = None  # a polish kept (True), all refused (False) or not tried (None)
     refine_note: str = ""  # why a polish was refused
-    polish: Tuple[str, ...] = ()  # the polishes kept: "ecc", "template"
+    polish: Tuple[str, ...] = ()  # the polishes kept: "ecc" (or "ecc-consensus"), "template"
     path: str = "network"  # "dense" (ECC and template agreed), "network" (network rounds) or "coarse" (no network)
     start: str = "coarse"  # where the accepted estimate started: "coarse" (hypothesis ``hypothesis``) or "sift"
     unrefined: Optional[np.ndarray] = None  # the estimate before the polish (register-eval's ablation for free)
@@ -108,14 +111,14 @@ def _refine(vis: np.ndarray, other: np.ndarray, a0: np.ndarray, runner: Runner, 
 
 
 def _polish(vis: np.ndarray, other: np.ndarray, res: RegisterResult, runner: Optional[Runner],
-            cfg: RegisterConfig, t0: float) -> RegisterResult:
-    """The polish (ECC, then template matching) of a finished estimate, each kept only when its guards pass; timed
-    as the stage "refine"."""
+            cfg: RegisterConfig, t0: float, starts: Sequence[np.ndarray] = ()) -> RegisterResult:
+    """The polish (ECC, then template matching) of a finished estimate, each kept only when its guards pass (or, for
+    ECC, when ECC from ``starts`` agrees with it); timed as the stage "refine"."""
     if cfg.refine is None:
         return res
     t = time.perf_counter()
     res.unrefined = res.affine
-    r = refine(vis, other, res.affine, runner, cfg.refine, cfg.motion)
+    r = refine(vis, other, res.affine, runner, cfg.refine, cfg.motion, starts)
     res.stages["refine"] = time.perf_counter() - t
     res.affine, res.refined, res.refine_note, res.polish = r.affine, r.accepted, r.reason, r.kept
     res.pairs_scored += r.pairs_scored
@@ -170,7 +173,10 @@ def register_images(vis: np.ndarray, other: np.ndarray, runner: Optional[Runner]
         res = RegisterResult(hyps[0].affine, 0, time.perf_counter() - t0, 0, stages, path="coarse")
         return _polish(vis, other, res, None, cfg, t0)
     scored = 0
+    classical: List[np.ndarray] = []  # SIFT + MAGSAC's affine, when the dense path computed it
     for start, a0 in _dense_starts(vis, other, hyps[0].affine, cfg, stages):
+        if start == "sift":
+            classical.append(a0)
         # SIFT + MAGSAC is itself an estimate independent of template matching; ECC is not run from it (on the
         # pairs SIFT rescues ECC's optimum is the one that was off)
         dense, n = _dense(vis, other, a0, runner, cfg, stages, t0, ecc=start == "coarse")
@@ -184,6 +190,7 @@ def register_images(vis: np.ndarray, other: np.ndarray, runner: Optional[Runner]
         scored += n
         if est is not None:
             res = RegisterResult(est.affine, est.count, time.perf_counter() - t0, scored, stages, k)
-            return _polish(vis, other, res, runner, cfg, t0)
+            # the hypothesis the rounds started from and SIFT's affine: starts of ECC apart from the estimate
+            return _polish(vis, other, res, runner, cfg, t0, [h.affine] + classical if cfg.consensus else [])
         reasons.append(why)
     raise RegistrationFailed(f"no coarse hypothesis verified by the network ({'; '.join(reasons)})")

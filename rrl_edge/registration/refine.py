@@ -10,6 +10,14 @@ RoadScene from the coarse estimate). So it is a polish with two guards: it may m
 most ``max_move`` pixels, and the network's mean score of patches at the same places under the refined affine
 must not drop by more than ``max_score_drop``; ECC may move up to ``max_move_verified`` px where the network scores
 the moved affine no lower at all.
+
+Where the network's score refuses ECC, a second, independent witness can overrule it: ECC run from other starts
+(``starts``: the coarse hypothesis, SIFT + MAGSAC's affine) converging on the same affine (``consensus_px``). Why: on
+low-texture scenes the network's score is biased, not only flat (VIS-NIR field 0001: 0.73 at the network
+estimate, 5.4 px off, against 0.57 at the truth, on random places as on keypoints), while ECC's basin, reached
+from two starts that did not come from each other, is the dense path's own sign of success (registration.pipeline).
+It must also correlate the gradient maps clearly better than the estimate: on VIS-LWIR, ECC from every start can
+agree on one wrong basin.
 """
 
 from __future__ import annotations
@@ -51,6 +59,17 @@ class RefineConfig:
     ecc: bool = True  # False: template matching only (the dense path's check of an independent estimate)
     template: Optional[TemplateConfig] = TemplateConfig()  # None: ECC only (ablation)
     template_max_move: float = 4.0  # px: the template search radius; a larger move is not a polish
+    # px: ECC results from two starts closer than this (mean corner distance) agree; an agreed ECC affine replaces
+    # a refused one within ``max_move_verified`` px of the estimate, where the network still calls it a match
+    # (mean score at least ``consensus_min_score``, its decision threshold)
+    consensus_px: float = 1.0
+    consensus_min_score: float = 0.5
+    # ... and only where it raises the correlation of the full-resolution gradient maps (ECC's own objective) over
+    # the estimate by this factor. Why: where the spectra share few edges (VIS-LWIR) ECC's smoothed levels lead from
+    # every start into one wrong basin, with a lower correlation than the estimate's (RoadScene FLIR_00691: 0.19 vs
+    # 0.37, 5.8 px off against 2.0); where they agree on a better affine they raise it (VIS-NIR field 0001: 0.24 vs
+    # 0.16, 2.5 px off against 5.4)
+    consensus_min_gain: float = 1.1
 
 
 def ecc_affine(vis: np.ndarray, other: np.ndarray, a0: np.ndarray, cfg: RefineConfig = RefineConfig()) -> Optional[np.ndarray]:
@@ -113,7 +132,7 @@ class Refinement:
     reason: str  # why a polish was refused ("; " between stages), empty when all were kept
     move_px: float  # mean corner displacement of the kept polish(es)
     pairs_scored: int
-    kept: Tuple[str, ...] = ()  # the polishes kept, in order: "ecc", "template"
+    kept: Tuple[str, ...] = ()  # the polishes kept, in order: "ecc" (or "ecc-consensus"), "template"
     inliers: int = 0  # local matches that agree on the template fit (0 when it was not kept)
 
 
@@ -139,26 +158,91 @@ def _guard(vis: np.ndarray, other: np.ndarray, a0: np.ndarray, a1: np.ndarray, r
     return True, "", scored
 
 
+def _ecc_from(vis: np.ndarray, other: np.ndarray, a0: np.ndarray, cfg: RefineConfig, motion: str) -> Optional[np.ndarray]:
+    """ECC from ``a0``, projected onto the nearest similarity unless ``motion`` is "affine"."""
+    a1 = ecc_affine(vis, other, a0, cfg)
+    if a1 is None or motion == "affine":
+        return a1
+    h, w = vis.shape
+    return nearest_similarity(a1, w, h)
+
+
+def gradient_correlation(vis: np.ndarray, other: np.ndarray, a: np.ndarray) -> float:
+    """Normalised correlation of the two gradient maps over the overlap under ``a`` (VIS -> other): what ECC's
+    finest level maximises."""
+    h, w = vis.shape
+    gv = gradient_map(vis)
+    go = cv2.warpAffine(gradient_map(other), np.asarray(a, np.float64), (w, h),
+                        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+    m = overlap_mask(vis.shape, other.shape, a, 0)
+    if m.sum() < 2:
+        return 0.0
+    x, y = gv[m] - gv[m].mean(), go[m] - go[m].mean()
+    den = float(np.sqrt((x * x).sum() * (y * y).sum()))
+    return float((x * y).sum()) / den if den > 0 else 0.0
+
+
+def _agreed(results: Sequence[np.ndarray], tol: float, width: int, height: int) -> Optional[np.ndarray]:
+    """The ECC result that the most others agree with (within ``tol`` px), when at least one does; ties go to the
+    earlier one (the first is ECC from the estimate itself)."""
+    best, votes = None, 0
+    for i, a in enumerate(results):
+        n = sum(1 for j, b in enumerate(results) if j != i and geo.corner_error(a, b, width, height) <= tol)
+        if n > votes:
+            best, votes = a, n
+    return best
+
+
+def _consensus(vis: np.ndarray, other: np.ndarray, a0: np.ndarray, a1: Optional[np.ndarray],
+               starts: Sequence[np.ndarray], runner: Runner, cfg: RefineConfig, motion: str) -> Tuple[Optional[np.ndarray], str, int]:
+    """(an ECC affine that ECC from two starts agree on, or None; why not; pairs scored): within
+    ``max_move_verified`` px of ``a0``, correlating the gradient maps better than ``a0`` (``consensus_min_gain``)
+    and scored a match by the network."""
+    h, w = vis.shape
+    results = [a for a in [a1] + [_ecc_from(vis, other, s, cfg, motion) for s in starts] if a is not None]
+    agreed = _agreed(results, cfg.consensus_px, w, h)
+    if agreed is None:
+        return None, f"ECC from {len(results)} starts: no two agree", 0
+    move = geo.corner_error(agreed, a0, w, h)
+    if move > cfg.max_move_verified:
+        return None, f"ECC from two starts agree {move:.1f} px away (limit {cfg.max_move_verified:g})", 0
+    r0, r1 = gradient_correlation(vis, other, a0), gradient_correlation(vis, other, agreed)
+    if r1 <= 0 or r1 < cfg.consensus_min_gain * r0:
+        return None, f"ECC from two starts agree, but the gradient maps correlate {r1:.3f} there vs {r0:.3f}", 0
+    (score,), scored = network_support(vis, other, [agreed], runner, cfg.support_keypoints)
+    if not scored or score < cfg.consensus_min_score:
+        return None, f"ECC from two starts agree, but the network scores it {score:.3f}", scored
+    return agreed, "", scored
+
+
 def refine(vis: np.ndarray, other: np.ndarray, a0: np.ndarray, runner: Optional[Runner],
-           cfg: RefineConfig = RefineConfig(), motion: str = "affine") -> Refinement:
+           cfg: RefineConfig = RefineConfig(), motion: str = "affine",
+           starts: Sequence[np.ndarray] = ()) -> Refinement:
     """ECC from ``a0``, then local template matching from where ECC left it (``template``); each is kept only when
     it moves the corners by at most its limit and (with a runner) the network scores it no worse than the estimate
     before it, within ``max_score_drop``. Refused or failed stages leave the estimate as it was, with the reason.
     ``motion`` (registration.MOTIONS) constrains the template refit ("auto": GRIC); unless it is "affine", ECC's
     affine is projected onto the nearest similarity (ECC has no similarity motion: MOTION_EUCLIDEAN keeps the
-    scale at 1), so only template matching's own evidence can make the result an affine."""
+    scale at 1), so only template matching's own evidence can make the result an affine. With a runner, ECC from
+    ``starts`` (other estimates of the same pair) can stand in for a refused ECC (``_consensus``)."""
     h, w = vis.shape
     a, kept, notes, scored, inliers = a0, [], [], 0, 0
-    a1 = ecc_affine(vis, other, a0, cfg) if cfg.ecc else None
+    a1 = _ecc_from(vis, other, a0, cfg, motion) if cfg.ecc else None
+    ok = False
     if cfg.ecc and a1 is None:
         notes.append("ECC did not converge")
     elif a1 is not None:
-        if motion != "affine":
-            a1 = nearest_similarity(a1, w, h)
         ok, why, n = _guard(vis, other, a, a1, runner, cfg, "ECC", cfg.max_move, cfg.max_move_verified)
         scored += n
         if ok:
             a, kept = a1, kept + ["ecc"]
+        else:
+            notes.append(why)
+    if cfg.ecc and not ok and starts and runner is not None:
+        agreed, why, n = _consensus(vis, other, a0, a1, starts, runner, cfg, motion)
+        scored += n
+        if agreed is not None:
+            a, kept = agreed, kept + ["ecc-consensus"]
         else:
             notes.append(why)
     if cfg.template is not None:
