@@ -26,7 +26,7 @@ SHIPPED_DIR = Path(__file__).resolve().parent / "weights"
 # layout; vis-nir stays the default of export and register (its INT8 proof is within budget, the joint one's not).
 SHIPPED = {"vis-nir": SHIPPED_DIR / "rrlnet_visnir.pt", "roadscene": SHIPPED_DIR / "rrlnet_roadscene.pt",
            "joint": SHIPPED_DIR / "rrlnet_joint.pt",
-           # the family's width 0.5 (README, "The model family"): better on VIS-NIR, worse on VIS-LWIR, 2.6x slower
+           # the family's width 0.5 (README, "The model family"): better on VIS-NIR, as good on VIS-LWIR, 2.6x slower
            "joint-w050": SHIPPED_DIR / "rrlnet_joint_w050.pt"}
 
 PathLike = Union[str, os.PathLike]

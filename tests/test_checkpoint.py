@@ -98,3 +98,40 @@ def test_failed_save_leaves_nothing(tmp_path):
     with pytest.raises(Exception):
         save_checkpoint(tmp_path / "x.pt", net, unpicklable=lambda: None)
     assert list(tmp_path.iterdir()) == []
+
+
+def _average(*args):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "average_checkpoints.py"
+    return subprocess.run([sys.executable, str(script), *map(str, args)], capture_output=True, text=True, timeout=120)
+
+
+def test_average_checkpoints_is_the_weighted_mean_and_refuses_bad_input(tmp_path):
+    """scripts/average_checkpoints.py (the model soup behind the shipped width-0.5 model): the weighted mean of two
+    shipped models of one width, tensor by tensor; weights 1,0 give the first model's scores exactly; another
+    architecture, a weight count that does not match, or an output that is an input get one line and exit 2, and
+    nothing is written."""
+    a, b = shipped_checkpoint("vis-nir"), shipped_checkpoint("roadscene")
+    out = tmp_path / "soup.pt"
+    r = _average(a, b, "--out", out, "--weights", "3,1")
+    assert r.returncode == 0, r.stderr
+    soup, ma, mb = (load_model(p)[0].state_dict() for p in (out, a, b))
+    for k, v in soup.items():
+        if v.is_floating_point():
+            torch.testing.assert_close(v, 0.75 * ma[k] + 0.25 * mb[k], rtol=1e-5, atol=1e-6)
+    first = tmp_path / "first.pt"
+    assert _average(a, b, "--out", first, "--weights", "1,0").returncode == 0
+    x, y = torch.rand(4, 1, 64, 64), torch.rand(4, 1, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(load_model(first)[0].eval()(x, y), load_model(a)[0].eval()(x, y))
+    for args, words in (((a, shipped_checkpoint("joint-w050")), "another architecture"),
+                        ((a, b, "--weights", "1"), "one non-negative weight per checkpoint")):
+        bad = tmp_path / "bad.pt"
+        r = _average(*args, "--out", bad)
+        assert r.returncode == 2 and words in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert not bad.exists()
+    r = _average(a, out, "--out", out)
+    assert r.returncode == 2 and "would overwrite an input" in r.stderr

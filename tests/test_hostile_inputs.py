@@ -461,8 +461,10 @@ def _train_argv(tmp: Path) -> List[str]:
 @pytest.mark.parametrize("sig, code, word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")])
 def test_signals_end_in_one_line(tmp_path: Path, sig: int, code: int, word: str) -> None:
     """Ctrl-C or SIGTERM in the middle of training: one line, 130 / 143, the lock and temp files gone."""
+    # a child inherits an ignored SIGINT (pytest started in the background by a shell without job control), and
+    # Python then leaves it ignored: give the run the default disposition, as a terminal would
     proc = subprocess.Popen(_train_argv(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=tmp_path)
+                            cwd=tmp_path, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lock = tmp_path / ".run.lock"
     deadline = time.monotonic() + 60
     while not lock.exists() and time.monotonic() < deadline and proc.poll() is None:

@@ -158,7 +158,8 @@ def _guard(vis: np.ndarray, other: np.ndarray, a0: np.ndarray, a1: np.ndarray, r
     return True, "", scored
 
 
-def _ecc_from(vis: np.ndarray, other: np.ndarray, a0: np.ndarray, cfg: RefineConfig, motion: str) -> Optional[np.ndarray]:
+def _ecc_from(vis: np.ndarray, other: np.ndarray, a0: np.ndarray, cfg: RefineConfig,
+              motion: str) -> Optional[np.ndarray]:
     """ECC from ``a0``, projected onto the nearest similarity unless ``motion`` is "affine"."""
     a1 = ecc_affine(vis, other, a0, cfg)
     if a1 is None or motion == "affine":
@@ -194,7 +195,8 @@ def _agreed(results: Sequence[np.ndarray], tol: float, width: int, height: int) 
 
 
 def _consensus(vis: np.ndarray, other: np.ndarray, a0: np.ndarray, a1: Optional[np.ndarray],
-               starts: Sequence[np.ndarray], runner: Runner, cfg: RefineConfig, motion: str) -> Tuple[Optional[np.ndarray], str, int]:
+               starts: Sequence[np.ndarray], runner: Runner, cfg: RefineConfig,
+               motion: str) -> Tuple[Optional[np.ndarray], str, int]:
     """(an ECC affine that ECC from two starts agree on, or None; why not; pairs scored): within
     ``max_move_verified`` px of ``a0``, correlating the gradient maps better than ``a0`` (``consensus_min_gain``)
     and scored a match by the network."""
