@@ -168,9 +168,8 @@ def _train_locked(args: argparse.Namespace, datas: Sequence[Path], is_main: bool
         out_dir=args.out_dir, width=args.width, batch_size=args.batch_size, lr=args.lr, schedule=args.schedule,
         warmup_steps=args.warmup_steps, epochs=args.epochs, max_steps=args.max_steps, max_minutes=args.max_minutes,
         eval_every=args.eval_every, seed=args.seed, order_seed=args.order_seed, augment=not args.no_augment,
-        threads=args.threads,
-        resume=args.resume, init_from=args.init_from, progress=not args.quiet, compile=args.compile,
-        device=args.device, amp=not args.no_amp, hard_negatives=args.hard_negatives,
+        threads=args.threads, resume=args.resume, init_from=args.init_from, progress=not args.quiet,
+        compile=args.compile, device=args.device, amp=not args.no_amp, hard_negatives=args.hard_negatives,
     )
     info["patch_config"] = config.__dict__ if hasattr(config, "__dict__") else str(config)
     if is_main:

@@ -17,8 +17,6 @@ import sys
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-import torch
-
 from rrl_edge.checkpoint import load_model, save_checkpoint
 from rrl_edge.errors import RRLEdgeError
 

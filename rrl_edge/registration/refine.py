@@ -23,7 +23,7 @@ agree on one wrong basin.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -168,19 +168,17 @@ def _ecc_from(vis: np.ndarray, other: np.ndarray, a0: np.ndarray, cfg: RefineCon
     return nearest_similarity(a1, w, h)
 
 
-def gradient_correlation(vis: np.ndarray, other: np.ndarray, a: np.ndarray) -> float:
-    """Normalised correlation of the two gradient maps over the overlap under ``a`` (VIS -> other): what ECC's
-    finest level maximises."""
+def gradient_correlation(vis: np.ndarray, other: np.ndarray, affines: Sequence[np.ndarray]) -> List[float]:
+    """OpenCV's ECC value (zero-mean normalised correlation, ``cv2.computeECC``) of the two gradient maps over the
+    overlap under each affine (VIS -> other): what ECC's finest level maximises. The maps are computed once."""
     h, w = vis.shape
-    gv = gradient_map(vis)
-    go = cv2.warpAffine(gradient_map(other), np.asarray(a, np.float64), (w, h),
-                        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
-    m = overlap_mask(vis.shape, other.shape, a, 0)
-    if m.sum() < 2:
-        return 0.0
-    x, y = gv[m] - gv[m].mean(), go[m] - go[m].mean()
-    den = float(np.sqrt((x * x).sum() * (y * y).sum()))
-    return float((x * y).sum()) / den if den > 0 else 0.0
+    gv, go = gradient_map(vis), gradient_map(other)
+    out = []
+    for a in affines:
+        warped = cv2.warpAffine(go, np.asarray(a, np.float64), (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+        mask = overlap_mask(vis.shape, other.shape, a, 0)
+        out.append(float(cv2.computeECC(gv, warped, mask.astype(np.uint8))) if mask.sum() >= 2 else 0.0)
+    return out
 
 
 def _agreed(results: Sequence[np.ndarray], tol: float, width: int, height: int) -> Optional[np.ndarray]:
@@ -208,7 +206,7 @@ def _consensus(vis: np.ndarray, other: np.ndarray, a0: np.ndarray, a1: Optional[
     move = geo.corner_error(agreed, a0, w, h)
     if move > cfg.max_move_verified:
         return None, f"ECC from two starts agree {move:.1f} px away (limit {cfg.max_move_verified:g})", 0
-    r0, r1 = gradient_correlation(vis, other, a0), gradient_correlation(vis, other, agreed)
+    r0, r1 = gradient_correlation(vis, other, [a0, agreed])
     if r1 <= 0 or r1 < cfg.consensus_min_gain * r0:
         return None, f"ECC from two starts agree, but the gradient maps correlate {r1:.3f} there vs {r0:.3f}", 0
     (score,), scored = network_support(vis, other, [agreed], runner, cfg.support_keypoints)
