@@ -80,17 +80,13 @@ def logit(s: np.ndarray) -> np.ndarray:
 def compare(sets: Mapping[str, PatchSet], ref: Mapping[str, np.ndarray], q: Mapping[str, np.ndarray]) -> Dict[str, object]:
     from rrl_edge.export.parity import int8_parity
 
-    labels = {c: ps.labels for c, ps in sets.items()}
-    parity = int8_parity(labels, ref, q, 0.3)
-    err = np.concatenate([logit(q[c]) - logit(ref[c]) for c in ref])
-    parity["logit_rms"] = float(np.sqrt(np.mean(err**2)))
-    return parity
+    return int8_parity({c: ps.labels for c, ps in sets.items()}, ref, q, 0.3)
 
 
 def row(name: str, parity: Mapping[str, object], categories: Sequence[str]) -> str:
     cats = parity["categories"]
     deltas = " ".join(f"{cats[c]['delta']:>+6.2f}" for c in categories)  # type: ignore[index]
-    return (f"{name:<34} {deltas} {parity['mean']['delta']:>+6.3f} {parity['worst_abs_delta']:>6.2f} "  # type: ignore[index]
+    return (f"{name:<34} {deltas} {parity['mean_delta']:>+6.3f} {parity['worst_abs_delta']:>6.2f} "  # type: ignore[index]
             f"{100 * parity['agreement']:>7.2f} {parity['logit_rms']:>7.3f}")  # type: ignore[operator]
 
 

@@ -48,7 +48,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     run_export(ExportOptions(
         out_dir=Path(args.out_dir), checkpoint=_path(args.checkpoint), int8=args.int8, fp16=args.fp16,
         calib_data=_path(args.calib_data), calib_samples=args.calib_samples, calib_method=args.calib_method,
-        eval_data=_path(args.eval_data), proof_pairs=args.proof_pairs, budget=args.budget, seed=args.seed,
+        eval_data=_path(args.eval_data), proof_pairs=args.proof_pairs, proof_cut=args.proof_cut, budget=args.budget,
+        seed=args.seed,
         profile=_profile(args), workspace_mb=args.workspace, engine=args.engine,
         timing_cache=_path(args.timing_cache), progress=not args.quiet,
     ))
@@ -84,9 +85,10 @@ def cmd_device_check(args: argparse.Namespace) -> int:
 def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     """Register `rrl-edge export` and `rrl-edge build` on the CLI's sub-parsers."""
     from rrl_edge.calibration.quantize import METHODS  # the calibration registry: numpy at import
+    from rrl_edge.export.parity import PROOF_CUTS
 
     p = sub.add_parser("export", help="ONNX (and INT8) models checked against PyTorch; the engine where TensorRT runs")
-    p.add_argument("--checkpoint", help="default: the shipped VIS-NIR model")
+    p.add_argument("--checkpoint", help="default: the shipped joint VIS-NIR + VIS-LWIR model (eval's default)")
     p.add_argument("--out-dir", required=True, help="folder for rrl.onnx, rrl.int8.onnx, ... (created)")
     p.add_argument("--int8", action="store_true", help="also calibrate INT8 models (TensorRT Q/DQ and ONNX Runtime CPU)")
     p.add_argument("--calib-data", help="image-pair folder whose training split calibrates (default: shared VIS-NIR)")
@@ -94,10 +96,13 @@ def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> 
     p.add_argument("--calib-method", choices=METHODS, default="percentile",
                    help="activation ranges: 99.999th percentile of |x| (default), histogram entropy, or min-max")
     p.add_argument("--eval-data", help="image-pair folder whose test split is the proof (default: shared VIS-NIR)")
+    p.add_argument("--proof-cut", choices=PROOF_CUTS, default="default",
+                   help="test pairs of the proof: eval's default cut (default) or the strongest-first cut")
     p.add_argument("--proof-pairs", type=int, default=0,
                    help="test pairs per category for the proof, half matching (default 0 = every test pair)")
     p.add_argument("--budget", type=float, default=0.3,
-                   help="FPR95 points INT8 may differ from PyTorch, per category and mean (default 0.3)")
+                   help="FPR95 points the mean may move by, and beyond which no category may move beyond its "
+                        "bootstrap interval (default 0.3; rrl-edge parity --help gives the whole rule)")
     p.add_argument("--seed", type=int, default=0, help="seed of the calibration and proof samples")
     p.add_argument("--engine", default="rrl.plan", help="engine file name inside --out-dir")
     p.add_argument("--quiet", action="store_true")

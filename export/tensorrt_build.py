@@ -4,9 +4,14 @@ An engine is tied to one GPU and one TensorRT version, so it is built where it r
 GPU) from the ONNX files an export wrote anywhere. One builder for TensorRT 8.5, 8.6 and 10.x (11 is refused
 in one line, see rrl_edge.runtime.tensorrt_runner.check_tensorrt_version):
 
-- FP32: ``rrl.onnx``, TF32 off (an FP32 engine must match the FP32 ONNX).
+- TF32 is cleared on every build (``CLEARED_FLAGS``): TensorRT enables it by default, and it would run the
+  FP32 layers (all of an FP32 engine, the layers an INT8 proof keeps float) with 10-bit mantissas on Ampere
+  and newer GPUs. The manifest records the flags set and cleared.
+- FP32: ``rrl.onnx`` (an FP32 engine must match the FP32 ONNX).
 - FP16: ``rrl.onnx`` with BuilderFlag.FP16 (deprecated from 10.12 in favour of strongly typed FP16 ONNX,
-  still honoured through 10.x; the flag is gone in 11, which is why 11 is refused).
+  still honoured through 10.x; the flag is gone in 11, which is why 11 is refused). TensorRT may then run
+  any layer in FP16 where that is faster, the float layers of an INT8+FP16 build included: such an engine is
+  not the graph the export proved, and `rrl-edge device-check` measures its FPR95 on the device.
 - INT8: always explicit: ``rrl.int8.onnx`` keeps the Q/DQ scales the export calibrated and proved on every
   test pair, on every version (8.5 supports explicit Q/DQ). No implicit calibrator: TensorRT's own
   calibration would pick INT8 wherever faster, also in the layers the export proved must stay float, and the
@@ -100,6 +105,13 @@ def _read_json(path: Path) -> Optional[Dict[str, Any]]:
     return loaded if isinstance(loaded, dict) else None
 
 
+# Cleared on every build: TensorRT sets TF32 by default (8.5 through 10.x), which rounds the inputs of FP32
+# convolutions and matrix products to 10-bit mantissas on Ampere and newer GPUs (Orin, RTX 30xx/40xx). The
+# export proves FP32 ONNX to 1e-4 and INT8 with the layers it keeps float in FP32; TF32 would run those layers
+# in a precision nothing measured.
+CLEARED_FLAGS = ("TF32",)
+
+
 @dataclass(frozen=True)
 class _Plan:
     """What one build does, decided from the ONNX, the request and the TensorRT version."""
@@ -109,6 +121,16 @@ class _Plan:
     strongly_typed: bool
     fp16_flag: bool
     int8_flag: bool
+
+    @property
+    def set_flags(self) -> Tuple[str, ...]:
+        """The trt.BuilderFlag names the build sets (recorded in the manifest)."""
+        return tuple(name for name, on in (("FP16", self.fp16_flag), ("INT8", self.int8_flag)) if on)
+
+    @property
+    def cleared_flags(self) -> Tuple[str, ...]:
+        """The trt.BuilderFlag names the build clears: TF32 on every precision (CLEARED_FLAGS)."""
+        return CLEARED_FLAGS
 
 
 def _plan(request: EngineRequest, version: Tuple[int, ...]) -> _Plan:
@@ -124,6 +146,13 @@ def _plan(request: EngineRequest, version: Tuple[int, ...]) -> _Plan:
     if major >= 10:
         return _Plan(request.onnx, "int8", True, False, False)
     return _Plan(request.onnx, "int8", False, False, True)
+
+
+def _builder_flags() -> Dict[str, "trt.BuilderFlag"]:
+    """The flags a plan names, spelled out so the type check sees each one (8.5 through 10.x have all three)."""
+    import tensorrt as trt
+
+    return {"TF32": trt.BuilderFlag.TF32, "FP16": trt.BuilderFlag.FP16, "INT8": trt.BuilderFlag.INT8}
 
 
 def _network_flags(version: Tuple[int, ...], strongly_typed: bool) -> int:
@@ -204,14 +233,11 @@ def build_engine(request: EngineRequest) -> EngineManifest:
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, request.workspace_mb << 20)
     p = request.profile
     config.add_optimization_profile(_profile(builder, p.min, p.opt, p.max))
-    if plan.precision == "fp32":
-        # TensorRT enables TF32 by default on Ampere and newer (10-bit mantissa in convolutions): an "FP32"
-        # engine must match the FP32 ONNX to 1e-3, so keep true FP32 math there.
-        config.clear_flag(trt.BuilderFlag.TF32)
-    if plan.fp16_flag:  # never on a strongly typed network (TensorRT refuses precision flags there)
-        config.set_flag(trt.BuilderFlag.FP16)
-    if plan.int8_flag:
-        config.set_flag(trt.BuilderFlag.INT8)
+    flags = _builder_flags()
+    for name in plan.cleared_flags:  # TF32, whatever the precision: see CLEARED_FLAGS
+        config.clear_flag(flags[name])
+    for name in plan.set_flags:  # never on a strongly typed network (TensorRT refuses precision flags there)
+        config.set_flag(flags[name])
     # per-layer formats in the engine inspector (the device check's INT8-kernel check); costs no speed
     config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
     timing_cache = request.timing_cache or default_timing_cache(trt.__version__, gpu)
@@ -265,6 +291,8 @@ def engine_manifest(
         compute_capability=gpu.compute_capability,
         precision=plan.precision,
         strongly_typed=plan.strongly_typed,
+        builder_flags=list(plan.set_flags),
+        cleared_flags=list(plan.cleared_flags),
         batch_min=request.profile.min,
         batch_opt=request.profile.opt,
         batch_max=request.profile.max,

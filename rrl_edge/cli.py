@@ -248,6 +248,30 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_qat(args: argparse.Namespace) -> int:
+    from rrl_edge.data.build import PatchConfig, default_data_root
+    from rrl_edge.data.patchfile import data_inputs
+    from rrl_edge.patch_sources import concat, load_sets
+    from rrl_edge.paths import guard_outputs
+    from rrl_edge.training.qat import QATConfig, finetune, quantized_inputs
+
+    datas = [Path(d) for d in args.data] if args.data else [default_data_root() / "vis-nir",
+                                                            default_data_root() / "roadscene"]
+    guard_outputs({"--checkpoint": [args.checkpoint], "--int8": [args.int8],
+                   "--data": [p for d in datas for p in data_inputs(d)]}, files={"--out": args.out})
+    quantized_inputs(Path(args.int8))  # a file that is no Q/DQ export fails before minutes of data loading
+    parts = [concat(load_sets(d, "train", PatchConfig(), progress=not args.quiet)[0], d.name) for d in datas]
+    train = concat({p.name: p for p in parts}, "train")
+    cfg = QATConfig(checkpoint=args.checkpoint, int8_onnx=args.int8, out=args.out, steps=args.steps,
+                    batch_size=args.batch_size, lr=args.lr, seed=args.seed, threads=args.threads,
+                    progress=not args.quiet)
+    record = finetune(cfg, train)
+    print(f"QAT: {args.steps} steps on {len(train)} training pairs, {len(record['quantized_convs'])} INT8 "
+          f"convolutions simulated, loss {record['loss_first']:.4f} -> {record['loss_last']:.4f} in "
+          f"{record['seconds']:.0f} s; wrote {args.out} (export it with `rrl-edge export --int8 --checkpoint {args.out}`)")
+    return 0
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a bad flag is one line like every other error (no usage block); --help still shows it."""
 
@@ -321,6 +345,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     _add_patch_options(p)
     p.set_defaults(func=cmd_eval)
+    p = sub.add_parser("qat", help="quantization-aware fine-tuning with the rounding of an export's rrl.int8.onnx")
+    p.add_argument("--checkpoint", required=True, help="the model to fine-tune (the one rrl.int8.onnx came from)")
+    p.add_argument("--int8", required=True, help="rrl.int8.onnx of its export: which layers round, at which scales")
+    p.add_argument("--data", action="append", help="image-pair folder whose training split trains (repeat; default: "
+                   "the shared VIS-NIR and RoadScene sets, the joint model's data)")
+    p.add_argument("--out", required=True, help="the fine-tuned checkpoint (.pt) to write")
+    p.add_argument("--steps", type=positive_int, default=600, help="optimizer steps (default 600)")
+    p.add_argument("--batch-size", type=batch_size, default=64)
+    p.add_argument("--lr", type=learning_rate, default=2e-5, help="Adam learning rate (default 2e-5)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=thread_count, help="torch CPU threads")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_qat)
+
     from rrl_edge.export.commands import add_commands as add_export_commands
     from rrl_edge.runtime.commands import add_commands as add_runtime_commands
     from rrl_edge.registration.commands import add_commands as add_registration_commands

@@ -78,6 +78,8 @@ class EngineManifest:
     build_seconds: float = 0.0
     built_at: str = ""
     builder: str = "tensorrt"  # who built it (TensorRT's API directly)
+    builder_flags: Optional[List[str]] = None  # trt.BuilderFlag names set (None: not recorded, older builds)
+    cleared_flags: Optional[List[str]] = None  # trt.BuilderFlag names cleared ("TF32")
     inputs: Dict[str, List[int]] = field(default_factory=lambda: {k: list(v) for k, v in EXPECTED_INPUTS.items()})
     output: str = OUTPUT_NAME
 
@@ -207,7 +209,7 @@ class EngineManifest:
 
 
 _OPTIONAL = {"calibration_sha256", "fpr95_at_export", "timing_cache", "timing_cache_reused", "build_seconds",
-             "built_at", "builder", "workspace_mb"}
+             "built_at", "builder", "workspace_mb", "builder_flags", "cleared_flags"}
 _STR, _INT, _BOOL, _FLOAT = "str", "int", "bool", "float"
 _TYPES: Dict[str, Any] = {
     "engine": _STR, "engine_bytes": _INT, "engine_sha256": _STR, "tensorrt_version": _STR, "gpu_name": _STR,
@@ -215,7 +217,7 @@ _TYPES: Dict[str, Any] = {
     "batch_max": _INT, "onnx_file": _STR, "onnx_sha256": _STR, "workspace_mb": _INT,
     "calibration_sha256": (_STR, None), "fpr95_at_export": ("dict", None), "timing_cache": (_STR, None),
     "timing_cache_reused": _BOOL, "build_seconds": _FLOAT, "built_at": _STR, "builder": _STR,
-    "inputs": "shapes", "output": _STR,
+    "inputs": "shapes", "output": _STR, "builder_flags": ("strs", None), "cleared_flags": ("strs", None),
 }
 
 
@@ -232,6 +234,8 @@ def _is(value: Any, expected: Any) -> bool:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if expected == _STR:
         return isinstance(value, str)
+    if expected == "strs":
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
     if expected == "dict":
         return isinstance(value, dict)
     if expected == "shapes":
@@ -244,7 +248,7 @@ def _is(value: Any, expected: Any) -> bool:
 def _describe(expected: Any) -> str:
     if isinstance(expected, tuple):
         return " or ".join(_describe(e) for e in expected)
-    return {None: "null", "shapes": "{name: [int, ...]}"}.get(expected, expected)
+    return {None: "null", "shapes": "{name: [int, ...]}", "strs": "[str, ...]"}.get(expected, expected)
 
 
 def _short(value: Any) -> str:

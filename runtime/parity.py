@@ -17,6 +17,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from rrl_edge.errors import InputError
+from rrl_edge.runtime.fidelity import (MAX_LOGIT_RMS, MAX_TPR_DELTA, MIN_AGREEMENT, bootstrap_deltas, interval,
+                                       logit_rms, tpr_delta)
 from rrl_edge.runtime.inputs import InputSet
 from rrl_edge.runtime.runner import Runner, score_pairs
 
@@ -41,6 +43,8 @@ def compare_category(labels: np.ndarray, reference: np.ndarray, candidate: np.nd
         raise InputError(f"parity: {len(labels)} labels, {len(reference)} reference and {len(candidate)} candidate scores")
     f_ref, f_cand = round(fpr95(labels, reference), DIGITS), round(fpr95(labels, candidate), DIGITS)
     same = (reference >= THRESHOLD) == (candidate >= THRESHOLD)
+    deltas = bootstrap_deltas(labels, reference, candidate)
+    lo, hi = interval(deltas)
     return {
         "fpr95_reference": f_ref,
         "fpr95": f_cand,
@@ -49,36 +53,82 @@ def compare_category(labels: np.ndarray, reference: np.ndarray, candidate: np.nd
         "max_abs_diff": float(np.max(np.abs(reference.astype(np.float64) - candidate.astype(np.float64)))),
         "pairs": int(len(labels)),
         "agreeing_pairs": int(np.sum(same)),
+        "delta_ci": [round(lo, DIGITS), round(hi, DIGITS)],
+        "logit_rms": round(logit_rms(reference, candidate), DIGITS),
+        "tpr_delta": round(tpr_delta(labels, reference, candidate), DIGITS),
+        "bootstrap_deltas": deltas,
     }
 
 
 def compare(labels: Scores, reference: Scores, candidate: Scores, budget: float) -> Dict[str, Any]:
-    """One candidate against the reference on every category, and the verdict.
+    """One candidate against the reference on every category, and the verdict of ``failures``.
 
-    Within budget = every category's |delta| and the |delta| of the mean FPR95 over categories are at most
-    ``budget`` points (judged on the reported, rounded values). ``agreement`` is pooled over all pairs.
+    ``agreement`` and ``logit_rms`` are pooled over all pairs; ``mean_delta_ci`` is the paired bootstrap
+    interval of the mean ΔFPR95 over categories.
     """
     if not labels:
         raise InputError("parity: no categories to compare")
     categories = {name: compare_category(labels[name], reference[name], candidate[name]) for name in labels}
     agreeing = sum(c.pop("agreeing_pairs") for c in categories.values())
+    # the categories were drawn apart, so draw b of the mean is the mean of every category's draw b
+    mean_draws = np.mean([c.pop("bootstrap_deltas") for c in categories.values()], axis=0)
     pairs = sum(c["pairs"] for c in categories.values())
     mean_ref = round(float(np.mean([c["fpr95_reference"] for c in categories.values()])), DIGITS)
     mean_cand = round(float(np.mean([c["fpr95"] for c in categories.values()])), DIGITS)
     mean_delta = round(mean_cand - mean_ref, DIGITS)
     worst = max([abs(c["delta"]) for c in categories.values()] + [abs(mean_delta)])
-    return {
+    lo, hi = interval(mean_draws)
+    result = {
         "categories": categories,
         "mean_fpr95_reference": mean_ref,
         "mean_fpr95": mean_cand,
         "mean_delta": mean_delta,
+        "mean_delta_ci": [round(lo, DIGITS), round(hi, DIGITS)],
         "worst_abs_delta": round(worst, DIGITS),
+        "logit_rms": round(logit_rms(np.concatenate([reference[n] for n in labels]),
+                                     np.concatenate([candidate[n] for n in labels])), DIGITS),
+        "worst_logit_rms": round(max(c["logit_rms"] for c in categories.values()), DIGITS),
+        "worst_abs_tpr_delta": round(max(abs(c["tpr_delta"]) for c in categories.values()), DIGITS),
         "agreement": round(agreeing / pairs, 6),
         "max_abs_diff": max(c["max_abs_diff"] for c in categories.values()),
         "pairs": pairs,
         "budget": budget,
-        "within_budget": bool(worst <= budget),
     }
+    result["failures"] = failures(result)
+    result["passed"] = not result["failures"]
+    return result
+
+
+def failures(result: Mapping[str, Any]) -> List[str]:
+    """The pass rule; each broken condition as a short reason (none: passed). See docs/int8-proof.md.
+
+    1. the mean FPR95 over categories moves by at most the budget (points): the number a user compares;
+    2. no category's ΔFPR95 is beyond the budget beyond doubt: its whole bootstrap interval lies outside
+       ±budget (a category on a steep ROC moves by points under any perturbation; only a move the test
+       set's own noise cannot explain fails);
+    3. in every category the logit RMS difference is at most MAX_LOGIT_RMS and the TPR at the reference's
+       FPR95 threshold moves by at most MAX_TPR_DELTA points: the scores themselves follow the reference,
+       whatever the ROC's slope;
+    4. at least MIN_AGREEMENT of the pairs get the same decision at the operating threshold.
+    """
+    budget = result["budget"]
+    out = []
+    if abs(result["mean_delta"]) > budget:
+        out.append(f"mean FPR95 moved {result['mean_delta']:+.2f} points (budget {budget})")
+    for name, c in result["categories"].items():
+        lo, hi = c["delta_ci"]
+        if lo > budget or hi < -budget:
+            out.append(f"{name} FPR95 moved {c['delta']:+.2f} points, 95% interval [{lo:+.2f}, {hi:+.2f}] "
+                       f"beyond the budget of {budget}")
+        if abs(c["tpr_delta"]) > MAX_TPR_DELTA:
+            out.append(f"{name} TPR at the reference's FPR95 threshold moved {c['tpr_delta']:+.2f} points "
+                       f"(limit {MAX_TPR_DELTA})")
+        if c["logit_rms"] > MAX_LOGIT_RMS:
+            out.append(f"{name} logit RMS difference {c['logit_rms']:.3f} (limit {MAX_LOGIT_RMS})")
+    if result["agreement"] < MIN_AGREEMENT:
+        out.append(f"decisions at score {THRESHOLD} agree on {100 * result['agreement']:.2f}% of pairs "
+                   f"(limit {100 * MIN_AGREEMENT:.0f}%)")
+    return out
 
 
 # ------------------------------------------------------------------------------------------ scoring artifacts
@@ -169,7 +219,7 @@ def run_parity(
         result = compare(labels, ref, scores[path], budget)
         result.update(backend=runner.backend, precision=runner.precision)
         report["candidates"][path] = result
-    report["within_budget"] = all(c["within_budget"] for c in report["candidates"].values())
+    report["passed"] = all(c["passed"] for c in report["candidates"].values())
     pooled = {path: np.concatenate([s[name] for name in sets]) for path, s in scores.items()}
     return report, pooled
 
@@ -178,37 +228,41 @@ def run_parity(
 
 
 def format_markdown(report: Mapping[str, Any]) -> str:
-    """One Markdown table (rows: categories and the mean; per candidate FPR95, delta, agreement, max |diff|)
-    and a verdict line per candidate."""
+    """One Markdown table (rows: categories and the mean; per candidate FPR95, ΔFPR95 with its 95% bootstrap
+    interval, logit RMS difference, ΔTPR at the reference's threshold, agreement) and a verdict line each."""
     cands: Dict[str, Dict[str, Any]] = report["candidates"]
     names = short_names([report["reference"]] + list(cands))
     first = next(iter(cands.values()))
     head = ["category", "pairs", f"{names[0]} FPR95 (%)"]
     align = ["---", "---:", "---:"]
     for name in names[1:]:
-        head += [f"{name} FPR95 (%)", "delta", "agree %", "max abs diff"]
-        align += ["---:"] * 4
+        head += [f"{name} FPR95 (%)", "delta", "95% interval", "logit RMS", "dTPR", "agree %"]
+        align += ["---:"] * 6
     lines = [
         f"Parity on {report['data']}: reference {report['reference']} ({report['reference_backend']}, "
-        f"{report['reference_precision']}); delta in FPR95 points; agree = same decision at score {report['threshold']}",
+        f"{report['reference_precision']}); delta in FPR95 points with its paired bootstrap interval; dTPR = TPR change "
+        f"(points) at the reference's FPR95 threshold; agree = same decision at score {report['threshold']}",
         "",
         "| " + " | ".join(head) + " |",
         "|" + "|".join(align) + "|",
     ]
+
+    def cells(c: Mapping[str, Any], ci: Sequence[float], tpr: str) -> List[str]:
+        return [f"{c.get('fpr95', c.get('mean_fpr95', 0.0)):.2f}", f"{c.get('delta', c.get('mean_delta', 0.0)):+.2f}",
+                f"[{ci[0]:+.2f}, {ci[1]:+.2f}]", f"{c['logit_rms']:.3f}", tpr, f"{100 * c['agreement']:.2f}"]
+
     for cat, c0 in first["categories"].items():
         row = [cat, f"{c0['pairs']:,}", f"{c0['fpr95_reference']:.2f}"]
         for c in cands.values():
             k = c["categories"][cat]
-            row += [f"{k['fpr95']:.2f}", f"{k['delta']:+.2f}", f"{100 * k['agreement']:.2f}", f"{k['max_abs_diff']:.1e}"]
+            row += cells(k, k["delta_ci"], f"{k['tpr_delta']:+.2f}")
         lines.append("| " + " | ".join(row) + " |")
     row = ["**mean**", f"{first['pairs']:,}", f"{first['mean_fpr95_reference']:.2f}"]
     for c in cands.values():
-        row += [f"{c['mean_fpr95']:.2f}", f"{c['mean_delta']:+.2f}", f"{100 * c['agreement']:.2f}", f"{c['max_abs_diff']:.1e}"]
+        row += cells(c, c["mean_delta_ci"], f"max {c['worst_abs_tpr_delta']:.2f}")
     lines += ["| " + " | ".join(row) + " |", ""]
     for name, c in zip(names[1:], cands.values()):
-        verdict = "within" if c["within_budget"] else "OVER"
-        lines.append(f"- {name} ({c['backend']}, {c['precision']}): mean delta {c['mean_delta']:+.2f}, worst |delta| "
-                     f"{c['worst_abs_delta']:.2f} points: {verdict} the budget of {c['budget']} points")
+        lines.append(f"- {name} ({c['backend']}, {c['precision']}): {proof_verdict(c)}")
     return "\n".join(lines)
 
 
@@ -227,3 +281,13 @@ def plot_parity_roc(report: Mapping[str, Any], pooled: Mapping[str, np.ndarray],
         curves[name] = {"(pooled)": (fpr, tpr)}
     n_cat = len(report["pairs"])
     plot_roc(curves, Path(path), title=f"ROC of {len(labels):,} test pairs pooled over {n_cat} categories")
+
+
+
+def proof_verdict(result: Mapping[str, Any]) -> str:
+    """One line: passed or not, with the measures the rule reads and every broken condition."""
+    lo, hi = result["mean_delta_ci"]
+    head = (f"mean FPR95 delta {result['mean_delta']:+.2f} [{lo:+.2f}, {hi:+.2f}], worst logit RMS "
+            f"{result['worst_logit_rms']:.3f}, "
+            f"worst |dTPR| {result['worst_abs_tpr_delta']:.2f}, agreement {100 * result['agreement']:.2f}%")
+    return f"PASS ({head})" if result["passed"] else f"FAIL ({head}): " + "; ".join(result["failures"])

@@ -1,7 +1,8 @@
 """`rrl-edge parity`: FPR95 of exported artifacts against their reference on real labelled pairs.
 
-Exit code 0 when every candidate is within the budget, 1 when any is over it, 2 on an error (an artifact
-that cannot be opened, data without labels, bad flags): nothing is scored until every artifact has opened.
+Exit code 0 when every candidate passes the proof rule (rrl_edge.runtime.parity.failures), 1 when any fails,
+2 on an error (an artifact that cannot be opened, data without labels, bad flags): nothing is scored until
+every artifact has opened.
 """
 
 from __future__ import annotations
@@ -15,17 +16,20 @@ from rrl_edge.errors import InputError
 
 DESCRIPTION = """\
 Score the reference (a checkpoint, or any artifact) and each candidate (ONNX, INT8 ONNX, TensorRT engine,
-checkpoint) on every category of labelled pairs and compare them: per category the FPR95 of the reference
-and of each candidate, the difference (candidate - reference, in points), the share of pairs given the same
-decision at score 0.5, and the largest absolute score difference. A candidate is within the budget when
-every category's |difference| and the |difference| of the mean FPR95 over categories are at most --budget.
-Prints a Markdown table; --json writes {"reference", "candidates": {ART: {"categories": {name:
-{"fpr95_reference", "fpr95", "delta", "agreement", "max_abs_diff", ...}}, "mean_delta", "within_budget",
-...}}, ...}; --plot writes the ROC curves of all artifacts (pairs pooled over the categories) as one PNG.
+checkpoint) on every category of labelled pairs and compare them: per category the FPR95 of both, the
+difference (candidate - reference, in points) with its paired bootstrap 95% interval, the RMS difference of
+the logits, the TPR change at the reference's FPR95 threshold and the share of pairs given the same decision
+at score 0.5. A candidate passes when (1) the mean FPR95 over categories moves by at most --budget points,
+(2) no category's whole bootstrap interval lies beyond +-budget, (3) no category's logit RMS difference is
+over 0.3 and no category's TPR at the reference's threshold moves by more than 1 point, and (4) at least 99%
+of the decisions agree. Prints a Markdown table; --json writes {"reference", "candidates": {ART: {"categories":
+{name: {"fpr95_reference", "fpr95", "delta", "delta_ci", "logit_rms", "tpr_delta", "agreement", ...}},
+"mean_delta", "mean_delta_ci", "logit_rms", "failures", "passed", ...}}, "passed", ...}; --plot writes the ROC
+curves of all artifacts (pairs pooled over the categories) as one PNG.
 """
 
 EPILOG = """\
-exit codes: 0 every candidate within the budget; 1 a candidate over it; 2 an error. Every artifact is opened
+exit codes: 0 every candidate passes; 1 a candidate fails; 2 an error. Every artifact is opened
 before anything is scored, so a missing file, an unknown suffix, a corrupt model, or an engine on a machine
 without TensorRT fails the whole command (exit 2, naming the file) and writes no JSON or plot."""
 
@@ -38,7 +42,7 @@ def _budget(text: str) -> float:
 
 
 def add_command(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    p = sub.add_parser("parity", help="FPR95 of artifacts vs their reference on real pairs (exit 1 over budget)",
+    p = sub.add_parser("parity", help="FPR95 of artifacts vs their reference on real pairs (exit 1 when one fails)",
                        description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--reference", required=True, help="what the candidates are compared with: a checkpoint (.pt), "
                    "or an ONNX model / engine")
@@ -48,7 +52,8 @@ def add_command(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> N
                    "(default: the shared VIS-NIR folder, its test split)")
     p.add_argument("--labels", help="labels .npy for a patch file (found beside it by default)")
     p.add_argument("--split", choices=("train", "val", "test"), default="test", help="split of a build or image folder")
-    p.add_argument("--budget", type=_budget, default=0.3, help="FPR95 points a candidate may differ by (default 0.3)")
+    p.add_argument("--budget", type=_budget, default=0.3, help="FPR95 points the mean may move by, and beyond "
+                   "which no category may move beyond its bootstrap interval (default 0.3)")
     p.add_argument("--json", help="write the report as JSON here (folders are created)")
     p.add_argument("--plot", help="write the ROC plot of all artifacts (PNG) here")
     p.add_argument("--batch", type=batch_size, default=256, help="pairs per inference call (default 256; "
@@ -112,4 +117,4 @@ def cmd_parity(args: argparse.Namespace) -> int:
 
         labels = np.concatenate([np.asarray(s.labels) for s in sets.values()])
         plot_parity_roc(report, pooled, labels, Path(args.plot))
-    return 0 if report["within_budget"] else 1
+    return 0 if report["passed"] else 1

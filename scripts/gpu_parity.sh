@@ -9,7 +9,7 @@
 #   scripts/gpu_parity.sh [DATA_DIR] [OUT_DIR]
 #     DATA_DIR  VIS-NIR image-pair folder (default: $RRL_EDGE_DATA/vis-nir, else ../shared/data/vis-nir)
 #     OUT_DIR   where the ONNX files, engines and reports go (default: gpu-parity)
-#   CHECKPOINT=path.pt  compare another checkpoint (default: the shipped VIS-NIR model)
+#   CHECKPOINT=path.pt  compare another checkpoint (default: the default shipped model, export's)
 #   PYTHON=...          the Python that has rrl-edge (and tensorrt, pycuda, or a CUDA torch)
 #
 # Writes OUT_DIR/device-check.json, OUT_DIR/parity*.json/png, OUT_DIR/bench-cuda.json; exits non-zero when
@@ -44,7 +44,7 @@ if [ -z "$DATA" ]; then
     DATA=$("$PYTHON" -c 'from rrl_edge.data.build import default_data_root; print(default_data_root() / "vis-nir")')
 fi
 OUT=${2:-gpu-parity}
-CHECKPOINT=${CHECKPOINT:-$("$PYTHON" -c 'from rrl_edge.checkpoint import SHIPPED; print(SHIPPED["vis-nir"])')}
+CHECKPOINT=${CHECKPOINT:-$("$PYTHON" -c 'from rrl_edge.checkpoint import shipped_checkpoint; print(shipped_checkpoint())')}
 [ -d "$DATA" ] || { echo "GPU parity: data folder $DATA not found (pass the VIS-NIR folder as the first argument)" >&2; exit 1; }
 [ -f "$CHECKPOINT" ] || { echo "GPU parity: checkpoint $CHECKPOINT not found" >&2; exit 1; }
 mkdir -p "$OUT"

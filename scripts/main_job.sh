@@ -1,32 +1,39 @@
 #!/usr/bin/env bash
-# The main job end to end, with the shipped VIS-NIR model (run scripts/setup.sh first):
-#   1. eval:   FPR95 of the PyTorch model and of the SIFT baseline on every VIS-NIR test pair;
-#   2. export: ONNX, onnxsim, INT8 Q/DQ calibrated on cross-spectral training pairs and proven on every test
-#              pair, and the TensorRT engine where TensorRT and a GPU exist;
+# The main job end to end with one model, the default shipped one (rrl_edge.checkpoint.DEFAULT_MODEL: the joint
+# VIS-NIR + VIS-LWIR network), on one set of pairs, the VIS-NIR test split as `rrl-edge eval` cuts it
+# (run scripts/setup.sh first):
+#   1. eval:   FPR95 of the PyTorch model and of the SIFT baseline on every test pair;
+#   2. export: ONNX, onnxsim, INT8 Q/DQ calibrated on training pairs and proven on the same test pairs
+#              (rrl-edge parity's rule), and the TensorRT engine where TensorRT and a GPU exist;
 #   3. run:    the device runtime scores the test pairs with what a device would load (the engine if one was
-#              built, else the INT8 model through ONNX Runtime).
-# Everything lands in $RRL_EDGE_OUT (default main-job/). About 6 minutes on 2 cores.
+#              built, else the INT8 model through ONNX Runtime);
+#   4. the closing table: FPR95 per category of the PyTorch model (1) and of the deployed artifact (3).
+# Everything lands in $RRL_EDGE_OUT (default main-job/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=${RRL_EDGE_VENV:-.venv}
 out=${RRL_EDGE_OUT:-main-job}
+data=${RRL_EDGE_DATA:-../shared/data}/vis-nir
 rrl_edge="$venv/bin/rrl-edge"
 if [ ! -x "$rrl_edge" ]; then
     echo "main_job: $rrl_edge not found; run 'bash scripts/setup.sh' first" >&2
     exit 2
 fi
 mkdir -p "$out"
+model=$("$venv/bin/python" -c "from rrl_edge.checkpoint import shipped_checkpoint; print(shipped_checkpoint())")
+started=$SECONDS
 
-echo "== 1/3 eval: the default (joint) model and SIFT on the VIS-NIR test pairs"
-"$rrl_edge" eval --baseline sift --json "$out/eval.json" --roc "$out/roc.png" --quiet
+echo "== 1/4 eval: $model and SIFT on the VIS-NIR test pairs"
+"$rrl_edge" eval --checkpoint "$model" --data "$data" --baseline sift --json "$out/eval.json" --roc "$out/roc.png"
 
-echo "== 2/3 export (the VIS-NIR model, export's default): ONNX, INT8 (proof on every test pair), TensorRT engine where possible"
-"$rrl_edge" export --int8 --out-dir "$out/deploy" --quiet
+echo "== 2/4 export: $model to ONNX and INT8, proven on the same test pairs; a TensorRT engine where possible"
+"$rrl_edge" export --checkpoint "$model" --int8 --eval-data "$data" --out-dir "$out/deploy"
 
 artifact="$out/deploy/rrl.int8.onnx"
 [ -f "$out/deploy/rrl.plan" ] && artifact="$out/deploy/rrl.plan"
-echo "== 3/3 run: $artifact on the VIS-NIR test pairs"
-"$rrl_edge" run --engine "$artifact" --data "${RRL_EDGE_DATA:-../shared/data}/vis-nir" \
-    --out "$out/scores.csv" --json "$out/run.json" --quiet
+echo "== 3/4 run: the device runtime scores the same test pairs with $artifact"
+"$rrl_edge" run --engine "$artifact" --data "$data" --out "$out/scores.csv" --json "$out/run.json"
 
-echo "main_job: done; see $out/ (eval.json, roc.png, deploy/, scores.csv, run.json)"
+echo "== 4/4 the model evaluated (1) against the artifact deployed (3)"
+"$venv/bin/python" scripts/fpr95_table.py "$out/eval.json" "$out/run.json" | tee "$out/summary.md"
+echo "main_job: done in $(( (SECONDS - started) / 60 )) min $(( (SECONDS - started) % 60 )) s; see $out/ (eval.json, roc.png, deploy/, scores.csv, run.json, summary.md)"

@@ -74,3 +74,19 @@ def qdq_model(exported: Dict[str, object], calibration, tmp_path_factory: pytest
     out = tmp_path_factory.mktemp("qdq")
     quantize(Path(exported["fp32"]), out / "rrl.int8.onnx", calibration.pairs, TENSORRT, "minmax", out / "ranges.json")
     return out / "rrl.int8.onnx"
+
+
+@pytest.fixture(scope="session")
+def default_onnx(calibration, visnir_test: Dict[str, PatchSet], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default shipped model's simplified FP32 ONNX (rrl.onnx) and its export-recipe INT8 (rrl.int8.onnx,
+    TensorRT Q/DQ flavour, 64 calibration pairs), in one folder."""
+    from rrl_edge.calibration.quantize import TENSORRT, quantize
+    from rrl_edge.checkpoint import load_model, shipped_checkpoint
+    from rrl_edge.export.onnx_export import export_onnx
+    from rrl_edge.export.simplify import simplify_onnx
+
+    out = tmp_path_factory.mktemp("default-onnx")
+    model, _ = load_model(shipped_checkpoint())
+    simplify_onnx(export_onnx(model, out / "raw.onnx"), out / "rrl.onnx", visnir_test["field"].patches[:64])
+    quantize(out / "rrl.onnx", out / "rrl.int8.onnx", calibration.pairs, TENSORRT, "percentile")
+    return out

@@ -152,7 +152,7 @@ def trained_fp32(trained_checkpoint, visnir_strongest_build, tmp_path_factory):
 
     from rrl_edge.data.build import load_split
 
-    visnir_test = load_split(visnir_strongest_build, "test")  # the cut export's proof reads (STRONGEST_CUT)
+    visnir_test = load_split(visnir_strongest_build, "test")  # export --proof-cut strongest (STRONGEST_CUT)
     sets = proof_sets({c: visnir_test[c] for c in PARITY_CATEGORIES}, PARITY_PAIRS, seed=0)
     out = tmp_path_factory.mktemp("trained")
     model, _ = load_model(trained_checkpoint)

@@ -23,7 +23,9 @@ ROADSCENE_FPR95_CEILING = 2.0
 
 @pytest.fixture(scope="module")
 def shipped():
-    return load_model(None)[0]
+    from rrl_edge.checkpoint import shipped_checkpoint
+
+    return load_model(shipped_checkpoint("vis-nir"))[0]
 
 
 @pytest.fixture(scope="module")

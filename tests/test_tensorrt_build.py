@@ -124,3 +124,57 @@ def test_int8_engine_builds_from_the_qdq_model(deploy, tmp_path):
     _, pairs, _, reference = load_reference(deploy)
     scores = _scores(tmp_path / "rrl.plan", pairs[:1024])
     assert np.mean((scores > 0.5) == (reference[:1024] > 0.5)) >= 0.99
+
+
+def test_every_build_clears_tf32_and_the_manifest_records_the_flags(onnx_pair, tmp_path):
+    """Static: TF32 (on by default in TensorRT 8.5-10.x) is cleared for every precision and version, the
+    precision flags are set only on weakly typed networks, build_engine applies exactly the plan's flags,
+    and the manifest carries them (a manifest without them still reads: older builds)."""
+    import ast
+    import inspect
+
+    from rrl_edge.export import tensorrt_build
+
+    fp32, qdq = onnx_pair
+    for path in (fp32, qdq):
+        for version in ((8, 5), (8, 6), (10, 3), (10, 13)):
+            for fp16 in (False, True):
+                plan = _plan(EngineRequest(path, tmp_path / "e.plan", fp16=fp16), version)
+                assert plan.cleared_flags == ("TF32",) and "TF32" not in plan.set_flags
+                assert not (plan.strongly_typed and plan.set_flags)
+                assert set(plan.set_flags) == {n for n, on in (("FP16", plan.fp16_flag), ("INT8", plan.int8_flag)) if on}
+    source = inspect.getsource(tensorrt_build.build_engine)
+    tree = ast.parse(source.lstrip())
+    calls = {(n.func.attr, ast.unparse(n.args[0])) for n in ast.walk(tree)
+             if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr in ("clear_flag", "set_flag")}
+    assert calls == {("clear_flag", "flags[name]"), ("set_flag", "flags[name]")}
+    loops = [ast.unparse(n.iter) for n in ast.walk(tree) if isinstance(n, ast.For)]
+    assert "plan.cleared_flags" in loops and "plan.set_flags" in loops
+    # the loops sit at the top level of the function body: no condition can skip clearing TF32
+    body = tree.body[0].body
+    assert any(isinstance(n, ast.For) and ast.unparse(n.iter) == "plan.cleared_flags" for n in body)
+    # TensorRT's own stubs name every flag the builder uses
+    stubs = Path(tensorrt_build.__file__).resolve().parents[0]
+    import importlib.util
+    spec = importlib.util.find_spec("tensorrt_bindings")
+    if spec is not None and spec.submodule_search_locations:
+        text = (Path(list(spec.submodule_search_locations)[0]) / "tensorrt.pyi").read_text()
+        block = text[text.index("class BuilderFlag"):][:6000]
+        for name in ("TF32", "FP16", "INT8"):
+            assert f"    {name}: " in block or f"{name} :" in block, name
+    manifest = dict(_MANIFEST_FIELDS, builder_flags=["INT8"], cleared_flags=["TF32"])
+    read = EngineManifest.from_json(manifest, tmp_path / "m.json")
+    assert read.builder_flags == ["INT8"] and read.cleared_flags == ["TF32"]
+    older = {k: v for k, v in manifest.items() if k not in ("builder_flags", "cleared_flags")}
+    assert EngineManifest.from_json(older, tmp_path / "m.json").cleared_flags is None
+    with pytest.raises(Exception, match="cleared_flags"):
+        EngineManifest.from_json(dict(manifest, cleared_flags="TF32"), tmp_path / "m.json")
+
+
+_MANIFEST_FIELDS = {
+    "format": "rrl-edge-engine", "format_version": 2, "engine": "rrl.plan", "engine_bytes": 10,
+    "engine_sha256": "0" * 64, "tensorrt_version": "10.3.0", "gpu_name": "Orin", "compute_capability": "8.7",
+    "precision": "int8", "strongly_typed": True, "batch_min": 1, "batch_opt": 32, "batch_max": 256,
+    "onnx_file": "rrl.int8.onnx", "onnx_sha256": "1" * 64, "inputs": {"vis": [-1, 1, 64, 64], "other": [-1, 1, 64, 64]},
+    "output": "score",
+}

@@ -45,7 +45,7 @@ def cmd_register(args: argparse.Namespace) -> int:
     from rrl_edge.registration.pipeline import register_images
     from rrl_edge.registration.visualize import checkerboard, warp_to_vis, write_png
 
-    engine = args.engine or shipped_checkpoint("vis-nir")
+    engine = args.engine or shipped_checkpoint()
     guard_outputs({"vis": [args.vis], "other": [args.other], "--engine": [engine]},  # before anything runs
                   files={"--json": args.json, "--warp": args.warp, "--overlay": args.overlay})
     vis, other = read_pair(Path(args.vis), Path(args.other))
