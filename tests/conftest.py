@@ -34,8 +34,8 @@ def visnir_test(visnir_build: Path):
 
 @pytest.fixture(scope="session")
 def visnir_strongest_build(data_root: Path) -> Path:
-    """The strongest-first VIS-NIR cut before issue 8 (``STRONGEST_CUT``): what export's INT8 proof and
-    calibration read, and what the shipped models were trained and first measured on."""
+    """The strongest-first VIS-NIR cut (``STRONGEST_CUT``): what INT8 calibration reads, and what the
+    single-dataset models were trained and first measured on."""
     from rrl_edge.data.build import STRONGEST_CUT, ensure_dataset
 
     return ensure_dataset(data_root / "vis-nir", STRONGEST_CUT, progress=False)

@@ -113,18 +113,22 @@ def test_int8_over_budget_fails_and_writes_nothing(trained_checkpoint, tmp_path,
 
 
 @pytest.mark.slow
-def test_int8_export_of_the_default_model_passes_the_proof(tmp_path, capsys):
-    """`rrl-edge export --int8` as a user runs it: the default model, proven on every test pair of eval's default
-    cut with the parity rule (mean FPR95 within 0.3 points, logit RMS, TPR at the operating point, agreement)."""
+@pytest.mark.parametrize("shipped", [None, "joint-w050"])
+def test_int8_export_of_every_shipped_joint_model_passes_the_proof(shipped, tmp_path, capsys):
+    """`rrl-edge export --int8` as a user runs it (None: no --checkpoint, the default model), proven on every test
+    pair of eval's default cut with the parity rule (mean FPR95 within 0.3 points, per-category bootstrap
+    intervals, logit RMS and TPR at the operating point, agreement)."""
     from rrl_edge.checkpoint import shipped_checkpoint
     from rrl_edge.export.graph_check import check_graph
 
     out = tmp_path / "out"
-    rc, stdout, err = _run(capsys, "--out-dir", str(out), "--int8")
+    model = ["--checkpoint", str(shipped_checkpoint(shipped))] if shipped else []
+    rc, stdout, err = _run(capsys, "--out-dir", str(out), "--int8", *model)
     print(stdout, err)
     assert rc == 0, err
     report = json.loads((out / "export_report.json").read_text())
-    assert report["checkpoint"] == str(shipped_checkpoint()) and report["proof_data"]["cut"] == "default"
+    expected = shipped_checkpoint(shipped) if shipped else shipped_checkpoint()
+    assert report["checkpoint"] == str(expected) and report["proof_data"]["cut"] == "default"
     assert sum(report["proof_data"]["pairs"].values()) > 25000  # every VIS-NIR test pair of the default cut
     qdq = report["int8"]["tensorrt-qdq"]
     assert qdq["passed"] and qdq["failures"] == [] and abs(qdq["mean_delta"]) <= 0.3 and qdq["agreement"] >= 0.99
