@@ -5,8 +5,9 @@ the test pairs (uint8), their labels, PyTorch's scores of them and the category 
 On the device, one command, with numpy, TensorRT and pycuda only (no torch, onnx or scikit-learn):
 
 1. builds FP32, FP16 and INT8 engines (rrl_edge.export.tensorrt_build) into ``--work-dir``;
-2. scores every test pair with each and checks FPR95 parity per category and for the mean against
-   PyTorch's scores, within the export's budget, and decision agreement >= 99 % (rrl_edge.runtime.parity);
+2. scores every test pair with each and checks it against PyTorch's scores with `rrl-edge parity`'s rule
+   (rrl_edge.runtime.parity.failures: the mean FPR95 within the export's budget, per-category bootstrap
+   intervals, logit RMS, TPR at the operating point, decision agreement >= 99 %);
 3. benchmarks each (latency per batch call, pairs/s);
 4. inspects the INT8 engine (IEngineInspector, TensorRT >= 8.6) and fails when a convolution the Q/DQ
    graph quantizes does not run an INT8 kernel (a float fallback); on 8.5 the report says it was not checked;

@@ -439,5 +439,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             signal.signal(signal.SIGTERM, previous)
 
 
+INTERRUPTED = (130, 143)  # main()'s codes for Ctrl-C and SIGTERM
+
+
+def entry() -> None:
+    """The `rrl-edge` program: main()'s exit code. After Ctrl-C or SIGTERM the run has already removed what it
+    was writing and said so in one line; it then leaves without the interpreter's teardown, whose finalizers
+    (a loader thread inside torch, a half-run generator) made an interrupted run exit as killed by SIGINT now and
+    then instead of with 130."""
+    code = main()
+    if code in INTERRUPTED:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()
