@@ -26,7 +26,8 @@ import numpy as np
 # INT8 of every layer (the layers the export keeps float included) 0.42-0.54. ΔTPR at the reference's
 # threshold: the export's INT8 at most 0.42 points in any category, every-layer INT8 up to 1.24.
 MAX_LOGIT_RMS = 0.30  # in every category
-MAX_TPR_DELTA = 1.0  # points, in every category
+MAX_TPR_DELTA = 1.0  # points, in every category...
+TPR_DELTA_PAIRS = 3  # ... or this many matching pairs, where a category has fewer than 300 (a quick proof)
 MIN_AGREEMENT = 0.99  # same decision at the operating threshold, pooled over all pairs
 
 BOOTSTRAP_DRAWS = 1000  # resamples of each category's pairs
@@ -62,6 +63,12 @@ def tpr_delta(labels: np.ndarray, reference: np.ndarray, candidate: np.ndarray) 
     ref = float(np.mean(np.asarray(reference)[positives] >= threshold))
     cand = float(np.mean(np.asarray(candidate)[positives] >= threshold))
     return 100.0 * (cand - ref)
+
+
+def tpr_delta_limit(positives: int) -> float:
+    """The |ΔTPR| a category of ``positives`` matching pairs may show: MAX_TPR_DELTA points, or TPR_DELTA_PAIRS
+    pairs changing side where one pair is worth more than a third of a point (a 128-pair proof: 1.6 points)."""
+    return max(MAX_TPR_DELTA, 100.0 * TPR_DELTA_PAIRS / max(positives, 1))
 
 
 def _weighted_fpr95(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> np.ndarray:

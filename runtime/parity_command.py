@@ -21,8 +21,8 @@ difference (candidate - reference, in points) with its paired bootstrap 95% inte
 the logits, the TPR change at the reference's FPR95 threshold and the share of pairs given the same decision
 at score 0.5. A candidate passes when (1) the mean FPR95 over categories moves by at most --budget points,
 (2) no category's whole bootstrap interval lies beyond +-budget, (3) no category's logit RMS difference is
-over 0.3 and no category's TPR at the reference's threshold moves by more than 1 point, and (4) at least 99%
-of the decisions agree. Prints a Markdown table; --json writes {"reference", "candidates": {ART: {"categories":
+over 0.3 and no category's TPR at the reference's threshold moves by more than 1 point (or 3 matching pairs,
+in a category of fewer than 300), and (4) at least 99% of the decisions agree. Prints a Markdown table; --json writes {"reference", "candidates": {ART: {"categories":
 {name: {"fpr95_reference", "fpr95", "delta", "delta_ci", "logit_rms", "tpr_delta", "agreement", ...}},
 "mean_delta", "mean_delta_ci", "logit_rms", "failures", "passed", ...}}, "passed", ...}; --plot writes the ROC
 curves of all artifacts (pairs pooled over the categories) as one PNG.
