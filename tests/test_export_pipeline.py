@@ -100,15 +100,38 @@ def test_fp32_export_writes_checked_onnx_and_says_where_the_engine_is_built(rand
         assert len(lines) == 1 and f"--onnx {out / 'rrl.onnx'}" in lines[0] and "no TensorRT engine here" in lines[0]
 
 
+def _outlier_channel_checkpoint(source: Path, target: Path, factor: float = 1000.0) -> None:
+    """The same function with one activation channel ``factor`` times larger: the first FIL stage's first
+    unit scales channel 0 of its BatchNorm by ``factor`` and the next convolution divides its input weights by
+    it (LeakyReLU is positively homogeneous), so FP32 scores stay put while the per-tensor INT8 scale of that
+    activation grows ``factor``-fold and rounds its other channels to nothing: the outlier channel that breaks
+    post-training quantization of real networks."""
+    import torch
+
+    from rrl_edge.checkpoint import load_model, save_checkpoint
+
+    model, _ = load_model(source)
+    first, second = model.fil.stages[0].convs[0], model.fil.stages[0].convs[1]
+    with torch.no_grad():
+        first[1].weight[0] *= factor
+        first[1].bias[0] *= factor
+        second[0].weight[:, 0] /= factor
+    save_checkpoint(target, model)
+
+
 @pytest.mark.slow
-def test_int8_over_budget_fails_and_writes_nothing(trained_checkpoint, tmp_path, capsys):
+def test_int8_of_a_quantization_hostile_model_fails_and_writes_nothing(trained_checkpoint, tmp_path, capsys):
+    hostile = tmp_path / "outlier.pt"
+    _outlier_channel_checkpoint(trained_checkpoint, hostile)
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("earlier work")
-    rc, stdout, err = _run(capsys, "--checkpoint", str(trained_checkpoint), "--out-dir", str(out), "--int8",
-                           "--proof-pairs", "128", "--calib-samples", "128", "--budget", "0")
+    rc, stdout, err = _run(capsys, "--checkpoint", str(hostile), "--out-dir", str(out), "--int8",
+                           "--proof-pairs", "128", "--calib-samples", "128")
     assert rc == 2 and "INT8 fails the proof" in err and "no engine built" in err
+    assert " logit RMS difference " in err  # named by the score-level measure, not only by FPR95
     assert "FPR95 (%)" in stdout and "(onnxruntime, int8): FAIL" in stdout
+    assert "FP32 ONNX vs PyTorch" in stdout  # the float export of the same model was proven first
     assert _untouched(out, ["keep.txt"])
 
 
