@@ -15,11 +15,6 @@ from rrl_edge.errors import ExportError
 pytest_plugins = ("export_fixtures",)
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p.astype(np.float64), 1e-7, 1 - 1e-7)
-    return np.log(p / (1 - p))
-
-
 def test_the_simulation_scores_like_the_qdq_model(default_onnx: Path, visnir_test: Dict[str, PatchSet]):
     """On real test pairs the fake-quantized PyTorch model follows ONNX Runtime's INT8 model far more closely
     than either follows the float model; detaching gives the float model back bit for bit."""
@@ -38,8 +33,9 @@ def test_the_simulation_scores_like_the_qdq_model(default_onnx: Path, visnir_tes
     simulated = score_with(model, pairs, 256)
     detach(model, handles)
     np.testing.assert_array_equal(score_with(model, pairs, 256), fp32)
-    rms = lambda a, b: float(np.sqrt(np.mean((_logit(a) - _logit(b)) ** 2)))  # noqa: E731
-    assert rms(simulated, int8) < 0.3 * rms(int8, fp32), (rms(simulated, int8), rms(int8, fp32))
+    from rrl_edge.runtime.fidelity import logit_rms
+
+    assert logit_rms(int8, simulated) < 0.3 * logit_rms(fp32, int8), (logit_rms(int8, simulated), logit_rms(fp32, int8))
 
 
 def test_a_qdq_model_of_another_network_is_refused(default_onnx: Path):
