@@ -1,1 +1,1 @@
-"""INT8 calibration on cross-spectral patches (issue 3)."""
+"""INT8 calibration on cross-spectral patches."""

@@ -1,1 +1,1 @@
-"""ONNX export, onnxsim simplification and TensorRT engine building (issue 3)."""
+"""ONNX export, onnxsim simplification and TensorRT engine building."""

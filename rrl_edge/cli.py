@@ -106,6 +106,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from rrl_edge.data.patchfile import data_inputs
     from rrl_edge.paths import RunLock, guard_outputs, resolve
 
+    from rrl_edge.training.modality import parse_families
+
+    parse_families(args.modality)  # a misspelt family fails here, before minutes of patch cutting
     datas = [Path(d) for d in args.data] if args.data else [_data_path(None)]
     if len(datas) > 1 and args.val_data:
         raise OutputError("--val-data: goes with a single patch-file --data; with several --data each brings its "
@@ -159,6 +162,7 @@ def _training_sets(args: argparse.Namespace, data: Path, config) -> tuple:  # ->
 
 def _train_locked(args: argparse.Namespace, datas: Sequence[Path], is_main: bool) -> int:
     from rrl_edge.patch_sources import joint_name, merge_training
+    from rrl_edge.training.modality import parse_families
     from rrl_edge.training.trainer import TrainConfig, train
 
     config = _patch_config(args)
@@ -170,6 +174,7 @@ def _train_locked(args: argparse.Namespace, datas: Sequence[Path], is_main: bool
         eval_every=args.eval_every, seed=args.seed, order_seed=args.order_seed, augment=not args.no_augment,
         threads=args.threads, resume=args.resume, init_from=args.init_from, progress=not args.quiet,
         compile=args.compile, device=args.device, amp=not args.no_amp, hard_negatives=args.hard_negatives,
+        modality=",".join(parse_families(args.modality)), modality_prob=args.modality_prob,
     )
     info["patch_config"] = config.__dict__ if hasattr(config, "__dict__") else str(config)
     if is_main:
@@ -317,6 +322,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-every", type=positive_int, default=250)
     p.add_argument("--threads", type=thread_count)
     p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--modality", default="", metavar="FAMILIES",
+                   help="modality randomization for cameras not trained on: 'all' or comma-separated families of "
+                        "curve, remap, invert, field, thermal, jpeg (default: none)")
+    p.add_argument("--modality-prob", type=unit_fraction, default=0.5, metavar="P",
+                   help="chance that each family redraws each patch (default 0.5)")
     p.add_argument("--hard-negatives", type=unit_fraction, default=1.0, metavar="FRACTION",
                    help="online hard-negative mining: the BCE terms keep this fraction of each batch's negatives, "
                         "those scored highest (default 1: all)")

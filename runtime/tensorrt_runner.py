@@ -356,8 +356,8 @@ class TensorRTRunner(Runner):
     def layer_information(self) -> Optional[Dict[str, Any]]:
         """TensorRT's per-layer report of the open engine (IEngineInspector, JSON): layer names, types and
         the format/data type of every input, from which the device check tells INT8 kernels from a float
-        fallback. None on TensorRT 8.5, whose inspector this project does not rely on (issue 9 asks for
-        8.6+; 8.5 engines are checked by parity only). Detailed only for engines built with
+        fallback. None on TensorRT 8.5, whose inspector this project does not rely on (the per-layer
+        check asks for 8.6+; 8.5 engines are checked by parity only). Detailed only for engines built with
         ProfilingVerbosity.DETAILED (rrl-edge build sets it); with a dynamic batch the formats read "N/A
         due to dynamic shapes" unless the inspector has a context whose input shapes are set, so the
         profile's maximum batch is set first."""

@@ -20,7 +20,7 @@ def _rows(pairs: np.ndarray) -> set:
 
 def test_calibration_reads_the_training_split_only(data_root, visnir_strongest_build, visnir_test):
     """Calibration reads the strongest-first training cut (STRONGEST_CUT): calibrated on the whole-range cut the
-    shipped model's logit RMS error was 0.31 and field moved by -0.4 points (issue 8), on this one 0.15-0.18."""
+    shipped model's logit RMS error was 0.31 and field moved by -0.4 points, on this one 0.15-0.18."""
     from rrl_edge.data.build import load_split
 
     sets, info = load_calibration_sets(data_root / "vis-nir", progress=False)

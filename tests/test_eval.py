@@ -30,7 +30,7 @@ def shipped():
 
 @pytest.fixture(scope="module")
 def visnir_strongest_test(visnir_strongest_build):
-    """The VIS-NIR test split cut strongest-first (byte-identical to the cut before issue 8)."""
+    """The VIS-NIR test split cut strongest-first (byte-identical to the earlier default cut)."""
     from rrl_edge.data.build import load_split
 
     return load_split(visnir_strongest_build, "test")
@@ -121,7 +121,7 @@ def test_eval_on_roadscene_uses_the_joint_model_and_beats_sift(tmp_path, data_ro
     assert report["protocol"]["keypoint_sampling"] == "strongest"
 
 
-# The default (uniform, whole-range) cut. Issue 8's goals are VIS-NIR mean <= 3.0 and RoadScene <= 1.0 there;
+# The default (uniform, whole-range) cut. The accuracy goals are VIS-NIR mean <= 3.0 and RoadScene <= 1.0 there;
 # the shipped models do not meet them yet (README, "Every model on every dataset"), so these hold the
 # measured numbers as regression bounds (measured + 0.1 point) until a better model ships. Tighten them then.
 UNIFORM_VISNIR_MEAN_BOUND = 6.6  # measured 6.49 (field 30.89, water 13.50, mountain 5.57); goal 3.0
@@ -150,8 +150,8 @@ def test_shipped_roadscene_model_on_the_uniform_cut(data_root):
 
 # The joint models (VIS-NIR country + RoadScene training images, whole-range cut), held at their measured numbers
 # (+0.1 point): width 0.25, the default for every layout, better on each test split than the model trained on that
-# set alone (6.49 and 1.29 there) and within issue 8's RoadScene goal (1.0); width 0.5 of the family (a model soup:
-# its 200-minute checkpoint averaged with a fine-tune of it), the one model within both of issue 8's goals, not the
+# set alone (6.49 and 1.29 there) and within the RoadScene goal (1.0); width 0.5 of the family (a model soup:
+# its 200-minute checkpoint averaged with a fine-tune of it), the one model within both accuracy goals, not the
 # default (2.6x fewer pairs/s).
 JOINT_UNIFORM_BOUNDS = {  # shipped name: (width, VIS-NIR mean bound, RoadScene bound); goals 3.0 and 1.0
     "joint": (0.25, 3.78, 0.98),  # measured 3.68 (field 13.59, water 10.26, mountain 4.79) and 0.88

@@ -1,4 +1,4 @@
-"""Hostile but realistic input to every command (issue 12): each case runs the real CLI and must end with exit 2
+"""Hostile but realistic input to every command: each case runs the real CLI and must end with exit 2
 (130 / 143 for Ctrl-C / SIGTERM), one line on stderr naming the file, no traceback, every input byte-identical
 afterwards and no temporary file left behind.
 

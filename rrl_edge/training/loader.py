@@ -17,6 +17,7 @@ import torch
 from rrl_edge.contracts import to_unit_float
 from rrl_edge.errors import DataError
 from rrl_edge.training.augment import AugmentConfig, augment_batch
+from rrl_edge.training.modality import ModalityConfig, randomize_modality
 
 
 @dataclass
@@ -40,6 +41,7 @@ class PairLoader:
         rank: int = 0,
         world_size: int = 1,
         augment: Optional[AugmentConfig] = AugmentConfig(),
+        modality: Optional[ModalityConfig] = None,
         prefetch: int = 6,
         source: str = "the training set",
     ) -> None:
@@ -47,6 +49,7 @@ class PairLoader:
         self.batch_size, self.seed = batch_size, seed
         self.rank, self.world_size = rank, world_size
         self.augment = augment
+        self.modality = modality if modality is not None and modality.families else None
         self.prefetch = prefetch
         self.batches_per_epoch = (len(patches) // world_size) // batch_size
         if self.batches_per_epoch == 0:
@@ -61,9 +64,11 @@ class PairLoader:
     def _make(self, epoch: int, index: int, order: np.ndarray) -> Batch:
         idx = np.sort(order[index * self.batch_size : (index + 1) * self.batch_size])
         x = torch.from_numpy(to_unit_float(self.patches[idx]))
+        g = torch.Generator().manual_seed(hash((self.seed, self.rank, epoch, index)) & 0x7FFFFFFF)
         if self.augment is not None:
-            g = torch.Generator().manual_seed(hash((self.seed, self.rank, epoch, index)) & 0x7FFFFFFF)
             x = augment_batch(x, g, self.augment)
+        if self.modality is not None:
+            x = randomize_modality(x, g, self.modality)
         y = torch.from_numpy(self.labels[idx].astype(np.float32)).unsqueeze(1)
         return Batch(x[:, :1].contiguous(), x[:, 1:].contiguous(), y, epoch, index)
 

@@ -33,6 +33,7 @@ from rrl_edge.runtime.torch_runner import check_torch_device
 from rrl_edge.metrics import fpr95
 from rrl_edge.models.rrlnet import RRLNetConfig, RRLNetTrain, TrainOutputs
 from rrl_edge.training.augment import AugmentConfig
+from rrl_edge.training.modality import ModalityConfig, parse_families
 from rrl_edge.training.loader import PairLoader
 
 
@@ -55,6 +56,9 @@ class TrainConfig:
     # from --init-from that should see the pairs in another order (not the same first batches again) sets this one.
     order_seed: Optional[int] = None
     augment: bool = True
+    # Modality randomization (rrl_edge.training.modality): family names joined by commas, "" for none
+    modality: str = ""
+    modality_prob: float = 0.5
     threads: Optional[int] = None
     compile: bool = False  # torch.compile: ~2 min of compiling, then ~25% more pairs/s on 2 CPU cores
     resume: Optional[str] = None  # a last.pt to continue
@@ -191,7 +195,8 @@ def _initial_model(cfg: TrainConfig) -> Tuple[RRLNetTrain, Optional[Dict[str, An
 # Options that decide which batches a step sees and what its loss is: a resume that changed one would not continue
 # the run it names (the CLI builds the config from its own flags, so a forgotten flag would drop silently).
 _RESUME_MUST_MATCH = {"batch_size": "--batch-size", "seed": "--seed", "order_seed": "--order-seed",
-                      "augment": "--no-augment", "hard_negatives": "--hard-negatives"}
+                      "augment": "--no-augment", "hard_negatives": "--hard-negatives",
+                      "modality": "--modality", "modality_prob": "--modality-prob"}
 
 
 def _check_resume_matches(cfg: TrainConfig, stored: Dict[str, Any]) -> None:
@@ -278,6 +283,7 @@ def _train(cfg: TrainConfig, train_set: PatchSet, val_sets: Dict[str, PatchSet],
         train_set.patches, train_set.labels, cfg.batch_size,
         seed=cfg.seed if cfg.order_seed is None else cfg.order_seed, rank=ctx.rank,
         world_size=ctx.world_size, augment=AugmentConfig() if cfg.augment else None,
+        modality=ModalityConfig(parse_families(cfg.modality), cfg.modality_prob),
         source=data_info.get("source", "the training set"),
     )
     if ctx.is_main:  # only now: a bad checkpoint or too few pairs must not leave an empty run folder behind
