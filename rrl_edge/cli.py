@@ -105,10 +105,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     """Refuse outputs over inputs and a used --out-dir, hold the folder's lock, then train."""
     from rrl_edge.data.patchfile import data_inputs
     from rrl_edge.paths import RunLock, guard_outputs, resolve
-
     from rrl_edge.training.modality import parse_families
 
-    parse_families(args.modality)  # a misspelt family fails here, before minutes of patch cutting
+    # canonical once, and a misspelt family fails here, before minutes of patch cutting
+    args.modality = ",".join(parse_families(args.modality))
     datas = [Path(d) for d in args.data] if args.data else [_data_path(None)]
     if len(datas) > 1 and args.val_data:
         raise OutputError("--val-data: goes with a single patch-file --data; with several --data each brings its "
@@ -162,7 +162,6 @@ def _training_sets(args: argparse.Namespace, data: Path, config) -> tuple:  # ->
 
 def _train_locked(args: argparse.Namespace, datas: Sequence[Path], is_main: bool) -> int:
     from rrl_edge.patch_sources import joint_name, merge_training
-    from rrl_edge.training.modality import parse_families
     from rrl_edge.training.trainer import TrainConfig, train
 
     config = _patch_config(args)
@@ -174,7 +173,7 @@ def _train_locked(args: argparse.Namespace, datas: Sequence[Path], is_main: bool
         eval_every=args.eval_every, seed=args.seed, order_seed=args.order_seed, augment=not args.no_augment,
         threads=args.threads, resume=args.resume, init_from=args.init_from, progress=not args.quiet,
         compile=args.compile, device=args.device, amp=not args.no_amp, hard_negatives=args.hard_negatives,
-        modality=",".join(parse_families(args.modality)), modality_prob=args.modality_prob,
+        modality=args.modality, modality_prob=args.modality_prob,
     )
     info["patch_config"] = config.__dict__ if hasattr(config, "__dict__") else str(config)
     if is_main:

@@ -57,12 +57,12 @@ def parse_families(text: str) -> Tuple[str, ...]:
 
 
 def _piecewise(x: torch.Tensor, lut: torch.Tensor) -> torch.Tensor:
-    """Each row of x (n, P) in [0, 1] through its own piecewise-linear curve lut (n, K)."""
+    """Each patch of x (n, 1, H, W) in [0, 1] through its own piecewise-linear curve lut (n, K)."""
     k = lut.shape[1]
-    t = x * (k - 1)
+    t = x.flatten(1) * (k - 1)
     i = t.floor().clamp(0, k - 2).long()
     f = t - i
-    return torch.gather(lut, 1, i) * (1 - f) + torch.gather(lut, 1, i + 1) * f
+    return (torch.gather(lut, 1, i) * (1 - f) + torch.gather(lut, 1, i + 1) * f).view_as(x)
 
 
 def _curve(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
@@ -81,16 +81,15 @@ def _invert(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     return 1.0 - x
 
 
-def _smooth(n: int, side: int, g: torch.Generator) -> torch.Tensor:
-    grid = torch.randn(n, 1, FIELD_GRID, FIELD_GRID, generator=g)
-    return F.interpolate(grid, size=(side, side), mode="bicubic", align_corners=True).reshape(n, -1)
+def _smooth(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """A smooth random field of x's shape: a FIELD_GRID x FIELD_GRID normal grid, bicubically upsampled."""
+    grid = torch.randn(x.shape[0], 1, FIELD_GRID, FIELD_GRID, generator=g)
+    return F.interpolate(grid, size=x.shape[-2:], mode="bicubic", align_corners=True)
 
 
 def _field(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    side = int(round(x.shape[1] ** 0.5))
-    gain = torch.exp(0.3 * _smooth(x.shape[0], side, g))
-    offset = 0.1 * _smooth(x.shape[0], side, g)
-    return x * gain + offset
+    gain = torch.exp(0.3 * _smooth(x, g))
+    return x * gain + 0.1 * _smooth(x, g)
 
 
 def _gaussian(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -104,46 +103,44 @@ def _gaussian(x: torch.Tensor, sigma: float) -> torch.Tensor:
 
 
 def _thermal(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    n, side = x.shape[0], int(round(x.shape[1] ** 0.5))
-    img = x.reshape(n, 1, side, side)
-    low = F.interpolate(F.avg_pool2d(img, 2), size=(side, side), mode="bilinear", align_corners=False)
+    n, width = x.shape[0], x.shape[-1]
+    low = F.interpolate(F.avg_pool2d(x, 2), size=x.shape[-2:], mode="bilinear", align_corners=False)
     coarse = torch.rand(n, 1, 1, 1, generator=g)  # how much of the resolution is lost
-    img = img + coarse * (low - img)
+    x = x + coarse * (low - x)
     halo = 0.8 * torch.rand(n, 1, 1, 1, generator=g)  # unsharp rims around strong edges
-    img = img + halo * (img - _gaussian(img, 4.0))
-    columns = 0.03 * torch.rand(n, 1, 1, 1, generator=g) * torch.randn(n, 1, 1, side, generator=g)
-    noise = 0.03 * torch.rand(n, 1, 1, 1, generator=g) * torch.randn(img.shape, generator=g)
-    return (img + columns + noise).reshape(n, -1)
+    x = x + halo * (x - _gaussian(x, 4.0))
+    columns = 0.03 * torch.rand(n, 1, 1, 1, generator=g) * torch.randn(n, 1, 1, width, generator=g)
+    noise = 0.03 * torch.rand(n, 1, 1, 1, generator=g) * torch.randn(x.shape, generator=g)
+    return x + columns + noise
 
 
 def _jpeg(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     import cv2
 
-    side = int(round(x.shape[1] ** 0.5))
     quality = torch.randint(JPEG_QUALITY[0], JPEG_QUALITY[1] + 1, (x.shape[0],), generator=g).tolist()
-    pixels = (x.clamp(0, 1) * 255).round().to(torch.uint8).reshape(-1, side, side).numpy()
+    pixels = (x.clamp(0, 1) * 255).round().to(torch.uint8)[:, 0].numpy()
     out = np.empty_like(pixels)
     for i, (patch, q) in enumerate(zip(pixels, quality)):
         ok, data = cv2.imencode(".jpg", patch, [cv2.IMWRITE_JPEG_QUALITY, int(q)])
         out[i] = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE) if ok else patch
-    return torch.from_numpy(out.reshape(x.shape[0], -1)).to(x.dtype) / 255.0
+    return torch.from_numpy(out).to(x.dtype).unsqueeze(1) / 255.0
 
 
+# In the order they act: illumination, sensor response, optics and sensor noise, codec.
 _APPLY: Dict[str, Callable[[torch.Tensor, torch.Generator], torch.Tensor]] = {
     "field": _field, "curve": _curve, "remap": _remap, "invert": _invert, "thermal": _thermal, "jpeg": _jpeg,
 }
-ORDER = ("field", "curve", "remap", "invert", "thermal", "jpeg")  # illumination, sensor response, optics, codec
 
 
 def randomize_modality(x: torch.Tensor, g: torch.Generator, cfg: ModalityConfig) -> torch.Tensor:
     """x: float (B, 2, H, W) in [0, 1] -> the same shape, each patch's appearance redrawn by ``cfg``."""
     b, c, h, w = x.shape
-    flat = x.reshape(b * c, h * w)
-    for name in ORDER:
+    patches = x.reshape(b * c, 1, h, w)
+    for name, apply in _APPLY.items():
         if name not in cfg.families:
             continue
         chosen = torch.rand(b * c, generator=g) < cfg.prob
         if bool(chosen.any()):
-            flat = flat.clone()
-            flat[chosen] = _APPLY[name](flat[chosen], g).clamp(0.0, 1.0)
-    return flat.reshape(b, c, h, w)
+            patches = patches.clone()
+            patches[chosen] = apply(patches[chosen], g).clamp(0.0, 1.0)
+    return patches.reshape(b, c, h, w)
