@@ -51,3 +51,30 @@ def write_json(obj: Any, path: PathLike) -> Path:
 def save_figure(fig: Any, path: PathLike, dpi: int = 100) -> Path:
     """Save a matplotlib figure as PNG atomically."""
     return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png"))
+
+
+def check_replaceable_folder(out: Path, marker: str, what: str) -> None:
+    """Only an earlier output of the same kind (it holds ``marker``) or an empty folder may be replaced, never a
+    user's folder: a one-line DataError otherwise."""
+    from rrl_edge.errors import DataError
+
+    if out.exists():
+        if not out.is_dir():
+            raise DataError(f"{out}: exists and is not a folder")
+        if any(out.iterdir()) and not (out / marker).is_file():
+            raise DataError(f"{out}: exists, is not empty and is not {what}; refusing to replace it")
+
+
+def install_folder(tmp: Path, out: Path, marker: str, what: str) -> None:
+    """Move a finished folder into place, replacing an older complete output (checked again, just before)."""
+    import shutil
+    import uuid
+
+    check_replaceable_folder(out, marker, what)
+    if out.exists():
+        old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+        os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out)

@@ -101,6 +101,21 @@ def cmd_data_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_synth(args: argparse.Namespace) -> int:
+    """Render synthetic other-spectrum partners of VIS images into a pairs folder that train --data reads."""
+    from rrl_edge.data.synthetic import vis_images, write_synthetic_pairs
+    from rrl_edge.paths import guard_outputs
+
+    source = Path(args.source)
+    guard_outputs({"--from": [source]}, folders={"--out": (args.out, None)})  # the whole --out is replaced
+    paths, origin = vis_images(source)
+    manifest = write_synthetic_pairs(paths, Path(args.out), copies=args.copies, seed=args.seed,
+                                     progress=not args.quiet, origin=origin)
+    print(f"{len(manifest['pairs'])} synthetic pairs from the {origin} in {args.out}; "
+          f"train with --data {args.out} beside your real pairs")
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """Refuse outputs over inputs and a used --out-dir, hold the folder's lock, then train."""
     from rrl_edge.data.patchfile import data_inputs
@@ -188,21 +203,23 @@ def _train_locked(args: argparse.Namespace, datas: Sequence[Path], is_main: bool
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    import numpy as np
     from sklearn.metrics import roc_curve
 
     from rrl_edge.checkpoint import load_model, shipped_for_layout
     from rrl_edge.atomic import write_json
     from rrl_edge.evaluate import evaluate_sets, format_table
-    from rrl_edge.plots import plot_roc
+    from rrl_edge.plots import plot_roc, plot_score_histograms
     from rrl_edge.runtime.registry import score_with
     from rrl_edge.patch_sources import load_sets
+    from rrl_edge.separation import separation
 
     from rrl_edge.data.patchfile import check_both_classes, data_inputs
     from rrl_edge.paths import guard_outputs
 
     data = _data_path(args.data)
     guard_outputs({"--data": data_inputs(data, args.labels), "--checkpoint": [args.checkpoint]},
-                  files={"--json": args.json, "--roc": args.roc})
+                  files={"--json": args.json, "--roc": args.roc, "--hist": args.hist})
     sets, info = load_sets(data, args.split, _patch_config(args), labels=Path(args.labels) if args.labels else None,
                            progress=not args.quiet)
     if args.categories:
@@ -234,8 +251,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if info.get("protocol"):
         print(f"protocol: {info['protocol'].get('description', info['protocol'])}")
     print(format_table(results))
+    net_scores = np.concatenate([scores[("RRL-Net", c)] for c in sets])
+    net_labels = np.concatenate([sets[c].labels for c in sets])
+    sep = separation(net_labels, net_scores, str(info["source"]))
+    print(sep.summary())
     if args.json:
         report = dict(results["RRL-Net"])
+        report["separation"] = sep.to_json()
         report["checkpoint"] = meta["path"]
         report["data"] = info["source"]
         report["split"] = args.split
@@ -249,6 +271,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
             fpr, tpr, _ = roc_curve(sets[cat].labels, s)
             curves.setdefault(method, {})[cat] = (fpr, tpr)
         plot_roc(curves, Path(args.roc), title=f"ROC on {Path(info['source']).name} ({args.split})")
+    if args.hist:
+        plot_score_histograms(net_scores, net_labels, Path(args.hist),
+                              title=f"RRL-Net scores on {Path(info['source']).name} ({args.split})")
     return 0
 
 
@@ -301,6 +326,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_patch_options(b)
     b.set_defaults(func=cmd_data_build)
 
+    b = data_sub.add_parser("synth", help="synthetic cross-spectral pairs (exact geometry) from visible images")
+    b.add_argument("--from", dest="source", required=True, metavar="DIR",
+                   help="a dataset folder (its training split's VIS images) or any folder of visible images")
+    b.add_argument("--out", required=True, help="the pairs folder to write (vis/ + other/ + SYNTHETIC.json)")
+    b.add_argument("--copies", type=positive_int, default=1, help="renderings per source image (default 1)")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--quiet", action="store_true")
+    b.set_defaults(func=cmd_data_synth)
+
     p = sub.add_parser("train", help="MLPP training; keeps the best validation checkpoint")
     p.add_argument("--data", action="append",
                    help="image-pair folder or published .npy patch file (default: shared VIS-NIR); repeat it to train "
@@ -351,6 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=batch_size, default=256)
     p.add_argument("--json", help="write {categories: {name: {fpr95, pairs}}, mean_fpr95} here")
     p.add_argument("--roc", help="write a ROC plot (PNG) here")
+    p.add_argument("--hist", help="write the score distributions of matches and non-matches (PNG) here")
     p.add_argument("--quiet", action="store_true")
     _add_patch_options(p)
     p.set_defaults(func=cmd_eval)

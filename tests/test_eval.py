@@ -63,9 +63,10 @@ def test_scores_do_not_depend_on_batch_size(shipped, visnir_test):
 def test_eval_cli_table_and_json(tmp_path, data_root, visnir_build):
     out = tmp_path / "eval.json"
     roc = tmp_path / "roc.png"
+    hist = tmp_path / "hist.png"
     result = subprocess.run(
         [sys.executable, "-m", "rrl_edge.cli", "eval", "--data", str(data_root / "vis-nir"), "--categories",
-         "field,water", "--baseline", "sift", "--json", str(out), "--roc", str(roc), "--quiet"],
+         "field,water", "--baseline", "sift", "--json", str(out), "--roc", str(roc), "--hist", str(hist), "--quiet"],
         capture_output=True, text=True, timeout=900,
     )
     assert result.returncode == 0, result.stderr[-2000:]
@@ -78,7 +79,10 @@ def test_eval_cli_table_and_json(tmp_path, data_root, visnir_build):
     assert report["protocol"]["keypoint_sampling"] == "uniform" and report["protocol"]["negatives"] == "far"
     assert report["protocol"]["keypoints_per_image"] == 96 and report["split"] == "test"
     assert "field" in result.stdout and "mean" in result.stdout and "SIFT FPR95" in result.stdout
-    assert roc.stat().st_size > 10_000
+    assert roc.stat().st_size > 10_000 and hist.stat().st_size > 10_000
+    sep = report["separation"]  # pooled over the categories scored, with the advice printed beside it
+    assert sep["pairs"] == sum(c["pairs"] for c in report["categories"].values())
+    assert sep["matches_median"] > sep["nonmatches_median"] and sep["verdict"] in result.stdout
 
 
 @pytest.mark.parametrize(

@@ -38,6 +38,7 @@ LAYERS: Dict[str, int] = {
     "rrl_edge.export": 2,
     "rrl_edge.training": 2,
     "rrl_edge.evaluate": 2,
+    "rrl_edge.separation": 2,
     "rrl_edge.baselines": 2,
     "rrl_edge.registration": 2,
     # 3: the command line

@@ -35,7 +35,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 import numpy as np
 from tqdm import tqdm
 
-from rrl_edge.atomic import write_json
+from rrl_edge.atomic import check_replaceable_folder, install_folder, write_json
 from rrl_edge.data import alignment as al
 from rrl_edge.data import protocol as proto
 from rrl_edge.data.images import ImagePair, load_pair
@@ -288,25 +288,7 @@ def _alignment_thresholds() -> Dict[str, Any]:
     return {n.lower(): getattr(al, n) for n in names}
 
 
-def _check_replaceable(out: Path) -> None:
-    """Only an earlier build (it has a manifest) or an empty folder may be replaced, never a user's folder."""
-    if out.exists():
-        if not out.is_dir():
-            raise DataError(f"{out}: exists and is not a folder")
-        if any(out.iterdir()) and not (out / MANIFEST).is_file():
-            raise DataError(f"{out}: exists, is not empty and is not an rrl-edge patch build; refusing to replace it")
-
-
-def _install(tmp: Path, out: Path) -> None:
-    """Move a finished build into place, replacing an older complete build."""
-    _check_replaceable(out)
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
-        os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out)
+BUILD_KIND = "an rrl-edge patch build"
 
 
 def build_dataset(data_dir: PathLike, out_dir: PathLike, config: PatchConfig = PatchConfig(), progress: bool = True) -> dict:
@@ -317,7 +299,7 @@ def build_dataset(data_dir: PathLike, out_dir: PathLike, config: PatchConfig = P
     layout = detect_layout(d)
     d = d.resolve()
     out = Path(out_dir).expanduser().absolute()
-    _check_replaceable(out)  # fail before the work, not after it
+    check_replaceable_folder(out, MANIFEST, BUILD_KIND)  # fail before the work, not after it
     out.parent.mkdir(parents=True, exist_ok=True)
     sweep_stale(out.parent, [f".{out.name}.tmp-*", f".{out.name}.old-*"])  # left by a killed build
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -343,7 +325,7 @@ def build_dataset(data_dir: PathLike, out_dir: PathLike, config: PatchConfig = P
             "sources": {"data_dir": str(d), "pairs": [r.record for r in results]},
         }
         write_json(manifest, tmp / MANIFEST)
-        _install(tmp, out)
+        install_folder(tmp, out, MANIFEST, BUILD_KIND)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -69,17 +69,26 @@ def check_image_header(path: Path, im: "Image.Image") -> None:
 
 def read_gray(path: Path) -> np.ndarray:
     """Read any image as uint8 grayscale (the NIR jpgs of the warped folders are 3-channel)."""
+    return _read(path, "L")
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """Read any image as uint8 (H, W, 3) RGB (a grayscale image gives three equal channels)."""
+    return _read(path, "RGB")
+
+
+def _read(path: Path, mode: str) -> np.ndarray:
     try:
         with Image.open(path) as im:
             check_image_header(path, im)  # size and mode from the header, before decoding
             im.load()  # decode now: a truncated file fails here, not later
-            gray = im.convert("L")
+            converted = im.convert(mode)
     except FileNotFoundError:
         raise DataError(f"{path}: image file not found") from None
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         raise DataError(f"{path}: cannot read image ({e})") from None
-    arr = np.asarray(gray, dtype=np.uint8)
-    if arr.ndim != 2 or min(arr.shape) < 1:
+    arr = np.asarray(converted, dtype=np.uint8)
+    if arr.ndim != (2 if mode == "L" else 3) or min(arr.shape[:2]) < 1:
         raise DataError(f"{path}: image has shape {arr.shape}, expected a 2-D picture")
     return arr
 
