@@ -15,7 +15,7 @@ command a user types:
         --threads 1 --eval-every S --out-dir runs/lodo/SOURCE-VARIANT [variant options]
 
 then both test splits (default uniform cut) are scored with ONNX Runtime FP32 (within 1e-5 of `rrl-edge eval`).
-Runs already finished (their `last.pt` at step S and scores in --json) are not repeated. Prints a table; nothing
+Cells already in --json are not run again. Prints a table; nothing
 here asserts.
 """
 
@@ -48,7 +48,7 @@ def synthetic_folder(source: str, runs: Path) -> Path:
     return out
 
 
-def variant_options(name: str, prob: float, source: str = "SOURCE", runs: Path = Path("RUNS")) -> List[str]:
+def variant_options(name: str, prob: float, source: str, runs: Path) -> List[str]:
     """`rrl-edge train` options of a variant: none, a modality family, 'all', 'synthetic', 'orderN' (batch order N
     instead of the seed's, which tells a variant's effect from run-to-run noise), joined by '+'."""
     opts: List[str] = []
@@ -58,7 +58,7 @@ def variant_options(name: str, prob: float, source: str = "SOURCE", runs: Path =
         if part.startswith("order") and part[5:].isdigit():  # the same variant in another batch order: noise
             opts += ["--order-seed", part[5:]]
         elif part == "synthetic":
-            opts += ["--data", str(synthetic_folder(source, runs) if source != "SOURCE" else "SYNTHETIC")]
+            opts += ["--data", str(synthetic_folder(source, runs))]
         elif part == "all" or part in FAMILIES:
             opts += ["--modality", part, "--modality-prob", str(prob)]
         else:
@@ -71,13 +71,14 @@ def _run_dir(runs: Path, source: str, variant: str) -> Path:
 
 
 def train_and_score(source: str, variant: str, args: argparse.Namespace) -> Dict[str, object]:
-    """Train one variant from the source's shipped model and score its last.pt on both test splits."""
+    """Train one variant from the source's single-dataset model and score its last.pt on both test splits."""
     run = _run_dir(Path(args.runs), source, variant)
+    options = variant_options(variant, args.prob, source, Path(args.runs))
     t0 = time.monotonic()
     cmd = [sys.executable, "-m", "rrl_edge.cli", "train", "--data", str(DATA / source), "--init-from", str(INIT[source]),
            "--max-steps", str(args.steps), "--lr", str(args.lr), "--warmup-steps", "50", "--threads", "1",
            "--eval-every", str(args.steps), "--seed", "0", "--out-dir", str(run), "--overwrite", "--quiet",
-           *variant_options(variant, args.prob, source, Path(args.runs))]
+           *options]
     log = run.with_suffix(".log")
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as fh:
@@ -88,7 +89,7 @@ def train_and_score(source: str, variant: str, args: argparse.Namespace) -> Dict
     row = json.loads(scores.strip().splitlines()[-1])
     curve = json.loads((run / "curve.json").read_text())
     row.update(source=source, variant=variant, steps=args.steps, train_minutes=round(minutes, 1),
-               val_fpr95=curve["history"][-1]["val_fpr95"], options=" ".join(variant_options(variant, args.prob, source, Path(args.runs))))
+               val_fpr95=curve["history"][-1]["val_fpr95"], options=" ".join(options))
     return row
 
 
@@ -120,7 +121,7 @@ def main(argv=None) -> int:
     p.add_argument("--cells", help="SOURCE:VARIANT,... in this order (instead of --directions x --variants)")
     p.add_argument("--steps", type=int, default=600)
     p.add_argument("--lr", type=float, default=2e-4)
-    p.add_argument("--prob", type=float, default=0.2, help="--modality-prob of the modality variants")
+    p.add_argument("--prob", type=float, default=0.25, help="--modality-prob of the modality variants")
     p.add_argument("--jobs", type=int, default=2, help="runs at once (each on one thread)")
     p.add_argument("--runs", default=str(ROOT / "runs" / "lodo"))
     p.add_argument("--json", type=Path)

@@ -383,7 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--categories", help="comma-separated subset of categories")
     p.add_argument("--baseline", choices=("sift",), help="also score a classical baseline")
     p.add_argument("--batch-size", type=batch_size, default=256)
-    p.add_argument("--json", help="write {categories: {name: {fpr95, pairs}}, mean_fpr95} here")
+    p.add_argument("--json", help="write {categories: {name: {fpr95, pairs}}, mean_fpr95, separation} here")
     p.add_argument("--roc", help="write a ROC plot (PNG) here")
     p.add_argument("--hist", help="write the score distributions of matches and non-matches (PNG) here")
     p.add_argument("--quiet", action="store_true")

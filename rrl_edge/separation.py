@@ -3,7 +3,7 @@
 A user's first question on a new camera pair is not the FPR95 alone but what to do next. On registered pairs the
 matches are the windows at the same position in both images and the non-matches are windows shifted by 64 px
 or more (the builder's negatives), so their score distributions are known without any labelling. The advice
-follows the measured fine-tuning curve (docs/training.md): the shipped models score 0.9-3.7 % on the cameras
+follows the measured fine-tuning curve (README, Training: fine-tuning for your own cameras): the shipped models score 0.9-3.7 % on the cameras
 they were trained on, and a model at 14 % on a new camera came down to 4.9 % after fine-tuning on 20 pairs.
 """
 
@@ -18,6 +18,7 @@ from rrl_edge.metrics import fpr95
 
 DEPLOY_FPR95 = 5.0  # at or below: as good as fine-tuning on 20 pairs of a new camera made it
 FINETUNE_FPR95 = 15.0  # above: worse than the VIS-NIR-only model on thermal images (14.2)
+FINETUNE_COMMAND = "rrl-edge train --data YOUR_PAIRS --init-from shipped"
 
 
 @dataclass(frozen=True)
@@ -35,8 +36,8 @@ class Separation:
             return f"separates well (FPR95 <= {DEPLOY_FPR95:g} %): deploy it as it is"
         if self.fpr95 <= FINETUNE_FPR95:
             return ("separates partly: fine-tuning on about 20 of your registered pairs is expected to help "
-                    "(rrl-edge train --data YOUR_PAIRS --init-from shipped)")
-        return "does not separate your pairs: fine-tune before deploying (rrl-edge train --data YOUR_PAIRS --init-from shipped)"
+                    f"({FINETUNE_COMMAND})")
+        return f"does not separate your pairs: fine-tune before deploying ({FINETUNE_COMMAND})"
 
     def summary(self) -> str:
         return (f"matches (same position) median score {self.matches_median:.3f}, non-matches (windows >= 64 px "
