@@ -11,6 +11,8 @@ import logging
 from pathlib import Path
 from typing import Optional
 
+from rrl_edge.argtypes import non_negative_int
+
 
 def _path(value: Optional[str]) -> Optional[Path]:
     return Path(value) if value else None
@@ -64,10 +66,16 @@ def cmd_build(args: argparse.Namespace) -> int:
     guard_outputs({"--onnx": [args.onnx]}, files={"--engine": args.engine, "manifest": f"{args.engine}.json"})
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     request = EngineRequest(Path(args.onnx), Path(args.engine), _profile(args), args.workspace, args.fp16,
-                            _path(args.timing_cache))
+                            _path(args.timing_cache), args.dla_core)
     manifest = build_engine(request)
+    where = manifest.gpu_name if manifest.dla_core is None else f"DLA core {manifest.dla_core} of {manifest.gpu_name}"
     print(f"engine {request.engine} ({manifest.precision}, TensorRT {manifest.tensorrt_version} on "
-          f"{manifest.gpu_name}); manifest {manifest_path(request.engine)}")
+          f"{where}); manifest {manifest_path(request.engine)}")
+    if manifest.dla_core is not None:
+        fallback = manifest.gpu_fallback_names or []
+        print(f"DLA: {manifest.dla_layers} network layers can run on DLA core {manifest.dla_core}, "
+              f"{manifest.gpu_fallback_layers} fall back to the GPU" + (f": {', '.join(fallback)}" if fallback else "")
+              + f"; fixed batch {manifest.batch_opt}")
     return 0
 
 
@@ -76,7 +84,7 @@ def cmd_device_check(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     report = run_device_check(Path(args.deploy), Path(args.report), args.backend, _path(args.work_dir), args.budget,
-                              show_progress=not args.quiet)
+                              show_progress=not args.quiet, dla_core=args.dla_core)
     print(format_report(report))
     print(f"report {args.report}")
     return 0 if report["passed"] else 1
@@ -113,6 +121,11 @@ def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> 
     b.add_argument("--onnx", required=True, help="rrl.int8.onnx (INT8) or rrl.onnx (FP32/FP16) from `rrl-edge export`")
     b.add_argument("--engine", default="rrl.plan", help="engine file to write; its manifest goes beside it (.json)")
     _add_engine_options(b)
+    b.add_argument("--dla-core", type=non_negative_int, metavar="N",
+                   help="build for DLA core N of a Jetson (TensorRT 8.5-10.x): needs --fp16 or rrl.int8.onnx (the "
+                        "DLA has no FP32; INT8 also lets the float layers run FP16), falls back to the GPU for "
+                        "layers the DLA cannot run, and fixes the batch at --opt-batch; the manifest records how "
+                        "many layers can run on the DLA and which fall back")
     b.set_defaults(func=cmd_build)
 
     d = sub.add_parser("device-check", help="on the target: build FP32/FP16/INT8 engines from an export folder, "
@@ -123,5 +136,8 @@ def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> 
                    help="tensorrt (the device), or onnxruntime standing in for it on a machine without a GPU")
     d.add_argument("--work-dir", help="where the engines are built (default: DEPLOY/engines)")
     d.add_argument("--budget", type=float, help="FPR95 points per category and mean (default: the export's)")
+    d.add_argument("--dla-core", type=non_negative_int, metavar="N",
+                   help="build and check the FP16 and INT8 engines on DLA core N of a Jetson (no FP32 on the DLA); "
+                        "the report gives each engine's DLA and GPU-fallback layer counts")
     d.add_argument("--quiet", action="store_true")
     d.set_defaults(func=cmd_device_check)

@@ -29,6 +29,33 @@ ENGINE_SUFFIXES = (".plan", ".engine", ".trt")
 PRECISIONS = ("fp32", "fp16", "int8", "int8+fp16")
 EXPECTED_INPUTS: Dict[str, List[int]] = {name: list(INPUT_SHAPE) for name in INPUT_NAMES}
 
+# The TensorRT versions rrl-edge builds and runs with, as a pip requirement: the one place the range is written.
+# Every message (install hints, version refusals) and the `tensorrt` extra of pyproject.toml say this range.
+# 8.5 is JetPack 5.1's TensorRT (the first with named-tensor I/O and execute_async_v3); 11 is the last major
+# whose API the builder and runner were checked against (strong typing only: see rrl_edge.export.tensorrt_build).
+SUPPORTED_TENSORRT = ">=8.5,<12"
+
+
+# What to do when TensorRT or pycuda is missing. JetPack installs TensorRT's Python bindings with apt
+# (python3-libnvinfer) into the system Python, and no pycuda; scripts/setup_device.sh makes the venv that sees
+# them (--system-site-packages), builds pycuda against the local CUDA, and on a desktop pip-installs tensorrt.
+TENSORRT_INSTALL_HINT = (
+    f"rrl-edge needs TensorRT {SUPPORTED_TENSORRT} and pycuda: run `bash scripts/setup_device.sh` (on a Jetson it "
+    "makes a venv with --system-site-packages that sees JetPack's TensorRT, apt python3-libnvinfer, and builds "
+    f"pycuda against the local CUDA; on a desktop it pip-installs 'tensorrt{SUPPORTED_TENSORRT}' and pycuda)")
+
+
+def supported_range() -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
+    """SUPPORTED_TENSORRT as ((8, 5), (12, 0)): the lowest (major, minor) accepted and the first refused."""
+    low, high = ((version_triple(part) + (0, 0))[:2] for part in SUPPORTED_TENSORRT.split(","))
+    return low, high
+
+
+def supported_text() -> str:
+    """The range in words for messages: "8.5 to 11.x"."""
+    (low_major, low_minor), (high_major, _) = supported_range()
+    return f"{low_major}.{low_minor} to {high_major - 1}.x"
+
 
 class Environment(NamedTuple):
     """What an engine will run on: the installed TensorRT and the chosen GPU."""
@@ -82,6 +109,10 @@ class EngineManifest:
     cleared_flags: Optional[List[str]] = None  # trt.BuilderFlag names cleared ("TF32")
     inputs: Dict[str, List[int]] = field(default_factory=lambda: {k: list(v) for k, v in EXPECTED_INPUTS.items()})
     output: str = OUTPUT_NAME
+    dla_core: Optional[int] = None  # the DLA core the engine was built for (None: GPU only)
+    dla_layers: Optional[int] = None  # network layers TensorRT said can run on the DLA (config.can_run_on_DLA)
+    gpu_fallback_layers: Optional[int] = None  # network layers it said cannot, which GPU_FALLBACK runs on the GPU
+    gpu_fallback_names: Optional[List[str]] = None  # their names
 
     # ---- JSON ----
 
@@ -126,6 +157,9 @@ class EngineManifest:
                              "is not 1 <= min <= opt <= max")
         if len(version_triple(self.tensorrt_version)) < 2:
             raise InputError(f"{source}: tensorrt_version {self.tensorrt_version!r} is not a version")
+        if self.dla_core is not None and (self.dla_core < 0 or self.batch_min != self.batch_max):
+            raise InputError(f"{source}: dla_core {self.dla_core} needs a core >= 0 and a fixed batch "
+                             f"(batch_min {self.batch_min} == batch_max {self.batch_max})")
 
     # ---- the file ----
 
@@ -142,7 +176,8 @@ class EngineManifest:
         if not path.is_file():
             raise InputError(
                 f"{engine}: no engine manifest {path.name} beside it, so the runner cannot tell which GPU and "
-                f"TensorRT version built it; {rebuild_hint(engine)}, or skip the check (check_manifest=False)")
+                f"TensorRT version built it; {rebuild_hint(engine)} (the checked way), or run it unchecked with "
+                "`rrl-edge run --no-manifest` (TensorRTRunner(check_manifest=False))")
         if path.stat().st_size > 1 << 20:
             raise InputError(f"{path}: {path.stat().st_size} bytes is no engine manifest (they are about 2 kB)")
         try:
@@ -209,7 +244,8 @@ class EngineManifest:
 
 
 _OPTIONAL = {"calibration_sha256", "fpr95_at_export", "timing_cache", "timing_cache_reused", "build_seconds",
-             "built_at", "builder", "workspace_mb", "builder_flags", "cleared_flags"}
+             "built_at", "builder", "workspace_mb", "builder_flags", "cleared_flags", "dla_core", "dla_layers",
+             "gpu_fallback_layers", "gpu_fallback_names"}
 _STR, _INT, _BOOL, _FLOAT = "str", "int", "bool", "float"
 _TYPES: Dict[str, Any] = {
     "engine": _STR, "engine_bytes": _INT, "engine_sha256": _STR, "tensorrt_version": _STR, "gpu_name": _STR,
@@ -218,6 +254,8 @@ _TYPES: Dict[str, Any] = {
     "calibration_sha256": (_STR, None), "fpr95_at_export": ("dict", None), "timing_cache": (_STR, None),
     "timing_cache_reused": _BOOL, "build_seconds": _FLOAT, "built_at": _STR, "builder": _STR,
     "inputs": "shapes", "output": _STR, "builder_flags": ("strs", None), "cleared_flags": ("strs", None),
+    "dla_core": (_INT, None), "dla_layers": (_INT, None), "gpu_fallback_layers": (_INT, None),
+    "gpu_fallback_names": ("strs", None),
 }
 
 
@@ -268,6 +306,8 @@ def rebuild_hint(engine: Path, manifest: Optional[EngineManifest] = None) -> str
         flags = f" --min-batch {manifest.batch_min} --opt-batch {manifest.batch_opt} --max-batch {manifest.batch_max}"
         if "fp16" in manifest.precision:
             flags += " --fp16"
+        if manifest.dla_core is not None:
+            flags += f" --dla-core {manifest.dla_core}"
     elif engine.suffix != ".onnx":
         onnx = f"<export folder>/{onnx}"
     verb = "build an engine from it" if engine.suffix == ".onnx" else "rebuild it"

@@ -38,7 +38,7 @@ class Backend:
 
 _ALL = (
     Backend("tensorrt", "rrl_edge.runtime.tensorrt_runner", "TensorRTRunner", (".plan", ".engine", ".trt"),
-            options=("device",)),
+            options=("device", "check_manifest")),
     Backend("onnxruntime", "rrl_edge.runtime.onnxruntime_runner", "OnnxRuntimeRunner", (".onnx",),
             objects=("builtins.bytes", "onnxruntime"), options=("threads",)),
     Backend("torch", "rrl_edge.runtime.torch_runner", "TorchRunner", (".pt", ".pth"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import sys
 import time
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -20,6 +21,25 @@ from rrl_edge.errors import InputError
 from rrl_edge.runtime.inputs import InputSet
 
 OUT_SUFFIXES = (".npy", ".csv")
+
+
+def unchecked_engine_warning(engine: str) -> str:
+    """The one line `run --no-manifest` prints: what its manifest would have checked and now nothing does."""
+    return (f"rrl-edge run: warning: {engine}: running without an rrl-edge manifest (--no-manifest): its sha256, "
+            "the TensorRT version and GPU it was built for, and which ONNX and calibration it came from are not "
+            "checked; TensorRT and the engine's own input/output tensors are the only checks")
+
+
+def manifest_option(engine: str, backend: str, no_manifest: bool) -> Optional[bool]:
+    """``check_manifest`` for the runner: False with --no-manifest (TensorRT engines only), else unset."""
+    if not no_manifest:
+        return None
+    from rrl_edge.runtime.registry import backend_for
+
+    chosen = backend_for(engine, backend)
+    if chosen != "tensorrt":
+        raise InputError(f"--no-manifest: only TensorRT engines have an rrl-edge manifest; {engine} runs on {chosen}")
+    return False
 
 
 def write_scores(path: Path, sets: Dict[str, InputSet], scores: Dict[str, np.ndarray]) -> None:
@@ -70,8 +90,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise InputError(f"--out {out}: expected a .npy or .csv file name")
     guard_outputs({"--engine": [args.engine], "--data": data_inputs(args.data, args.labels)},
                   files={"--out": args.out, "--json": args.json})
+    check_manifest = manifest_option(args.engine, args.backend, args.no_manifest)
     runner = make_runner(args.engine, args.backend,
-                         **runner_options(args.engine, args.backend, threads=args.threads, device=args.device))
+                         **runner_options(args.engine, args.backend, threads=args.threads, device=args.device,
+                                          check_manifest=check_manifest))
+    if check_manifest is False:
+        print(unchecked_engine_warning(args.engine), file=sys.stderr)
     sets = load_inputs(args.data, split=args.split, labels=args.labels, progress=not args.quiet)
     for name, one in sets.items():
         if one.labels is not None:
@@ -124,6 +148,10 @@ def add_command(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> N
                    help="default: from the file (.plan -> TensorRT, .onnx -> ONNX Runtime on the CPU, .pt -> PyTorch)")
     p.add_argument("--threads", type=thread_count, help="CPU threads (ONNX Runtime, PyTorch)")
     p.add_argument("--device", help="TensorRT: GPU index (default 0); PyTorch: cpu (default), cuda or cuda:N")
+    p.add_argument("--no-manifest", action="store_true",
+                   help="TensorRT: run an engine built elsewhere (trtexec) that has no rrl-edge manifest beside it; "
+                        "nothing about where it came from is checked, only its own inputs and output (`rrl-edge "
+                        "build` makes engines whose manifest is checked)")
     p.add_argument("--json", help="write the run's summary (backend, precision, pairs/s, FPR95) here")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_run)

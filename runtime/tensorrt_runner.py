@@ -1,22 +1,28 @@
 """TensorRT runner: a serialized engine (``rrl.plan``) on a Jetson or a desktop GPU, with numpy, tensorrt, pycuda.
 
-No torch: this is the runner of the device. One code path for TensorRT 8.5, 8.6 (JetPack 5) and 10.x
-(JetPack 6, desktops): named tensors and ``execute_async_v3``, which 8.5 introduced. TensorRT 11 is refused
-in one line (it drops JetPack and the weakly typed builds this project's FP16 engines use; see
-``SUPPORTED``). Python 3.8 syntax (JetPack 5 ships Python 3.8).
+No torch: this is the runner of the device. One code path for TensorRT 8.5, 8.6 (JetPack 5), 10.x (JetPack 6,
+desktops) and 11.x: named tensors and ``execute_async_v3``, which 8.5 introduced. The accepted range is
+rrl_edge.manifest.SUPPORTED_TENSORRT. Python 3.8 syntax (JetPack 5 ships Python 3.8).
 
 Before TensorRT sees the engine, its manifest (``rrl.plan.json``, rrl_edge.manifest) is checked: the file's
 size on disk (before a byte is read), then its sha256, the input/output names and shapes, the TensorRT
-version and the GPU's compute capability. TensorRT itself refuses what is left. Inference uses page-locked
-host buffers and one CUDA stream; two buffer sets let chunk k+1 be copied in and computed while the host
-waits for chunk k's scores. Waits are on events made with BLOCKING_SYNC, so a Jetson core sleeps instead of
-spinning while the GPU works. A chunk smaller than the profile's minimum is padded up to it.
+version and the GPU's compute capability. TensorRT itself refuses what is left. An engine built elsewhere
+(trtexec) has no manifest: ``check_manifest=False`` (`rrl-edge run --no-manifest`) skips those checks, and the
+engine's own tensors (names, shapes, dtypes) and batch profile are still read from TensorRT once it loads.
+Inference uses page-locked host buffers and one CUDA stream; two buffer sets let chunk k+1 be copied in and
+computed while the host waits for chunk k's scores. Waits are on events made with BLOCKING_SYNC, so a Jetson
+core sleeps instead of spinning while the GPU works. A chunk smaller than the profile's minimum is padded up
+to it. A DLA engine runs like any other, its TensorRT runtime set to the DLA core its manifest records.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import glob
 import logging
+import sys
+import threading
 from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Deque, Dict, Iterable, Iterator, List, Optional, Tuple, Union
@@ -25,7 +31,10 @@ import numpy as np
 
 from rrl_edge.errors import InputError, RRLEdgeError
 from rrl_edge.contracts import INPUT_NAMES, OUTPUT_NAME, PATCH_SIZE
-from rrl_edge.manifest import EngineManifest, Environment, rebuild_hint, version_triple
+from rrl_edge.manifest import (
+    SUPPORTED_TENSORRT, TENSORRT_INSTALL_HINT, EngineManifest, Environment, rebuild_hint, supported_range,
+    supported_text, version_triple,
+)
 from rrl_edge.runtime.runner import Batch, Runner
 
 if TYPE_CHECKING:
@@ -33,11 +42,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-INSTALL_HINT = ("the TensorRT runner needs tensorrt and pycuda (JetPack ships them: apt install python3-libnvinfer; "
-                "on a desktop: pip install tensorrt pycuda, or pip install 'rrl-edge[tensorrt]')")
+INSTALL_HINT = TENSORRT_INSTALL_HINT
 SAMPLE_SHAPE = (1, PATCH_SIZE, PATCH_SIZE)
 Chunk = Tuple[bool, int, np.ndarray, np.ndarray]  # (last chunk of its batch?, pairs kept, vis, other)
-SUPPORTED = ((8, 5), (11, 0))  # TensorRT versions the runner and the builder accept: [8.5, 11)
+SUPPORTED = supported_range()  # ((8, 5), (12, 0)): [low, high) of (major, minor), from SUPPORTED_TENSORRT
 
 
 def require_tensorrt() -> str:
@@ -45,6 +53,11 @@ def require_tensorrt() -> str:
     try:
         import tensorrt as trt
     except ImportError as exc:
+        system = sorted(glob.glob("/usr/lib/python3*/dist-packages/tensorrt"))  # JetPack's, from apt
+        if system:
+            raise InputError(f"TensorRT is installed for the system Python ({system[0]}) but {sys.executable} cannot "
+                             "import it: its venv was made without --system-site-packages; recreate it with "
+                             "`bash scripts/setup_device.sh`") from exc
         raise InputError(f"TensorRT is not installed: {INSTALL_HINT}") from exc
     if not hasattr(trt, "Runtime"):  # tensorrt-stubs alone installs an importable, empty `tensorrt`
         raise InputError(f"only the TensorRT type stubs (tensorrt-stubs) are installed, not TensorRT: {INSTALL_HINT}")
@@ -58,12 +71,12 @@ def require_tensorrt() -> str:
 
 
 def check_tensorrt_version(version: str) -> None:
-    """Refuse TensorRT outside [8.5, 11) in one line."""
+    """Refuse TensorRT outside SUPPORTED_TENSORRT in one line (below 8.5: no named-tensor I/O; 12 and later:
+    an API nobody has checked this code against)."""
     triple = version_triple(version)[:2]
     if not SUPPORTED[0] <= triple < SUPPORTED[1]:
-        raise InputError(f"TensorRT {version} is not supported: rrl-edge runs TensorRT 8.5 to 10.x (TensorRT 11 "
-                         "removed the weakly typed FP16 builds and does not support JetPack); "
-                         "pip install 'tensorrt>=8.5,<11'")
+        raise InputError(f"TensorRT {version} is not supported: rrl-edge runs TensorRT {supported_text()} "
+                         f"(tensorrt{SUPPORTED_TENSORRT}); {INSTALL_HINT}")
 
 
 # TensorRT DataType -> numpy, by the enum member's name. Not trt.nptype: TensorRT 8.5's table maps BOOL to
@@ -116,7 +129,11 @@ class _NamedTensors:
         return numpy_dtype(self.engine.get_tensor_dtype(name))
 
     def batch_range(self) -> Tuple[int, int]:
-        """(min, max) batch of optimization profile 0."""
+        """(min, max) batch of optimization profile 0, or the fixed batch of an engine built with one (trtexec
+        from a static-batch ONNX): always the engine's own, never a manifest's."""
+        fixed = self.shape(INPUT_NAMES[0])[0]
+        if fixed > 0:
+            return int(fixed), int(fixed)
         low, _, high = self.engine.get_tensor_profile_shape(INPUT_NAMES[0], 0)
         return int(low[0]), int(high[0])
 
@@ -185,7 +202,8 @@ def _capturing_logger(errors: List[str]) -> "trt.ILogger":
 
 
 class TensorRTRunner(Runner):
-    """Runs an engine built by ``rrl-edge build`` on GPU ``device``; checks its manifest first (check_manifest)."""
+    """Runs an engine on GPU ``device``: one built by ``rrl-edge build``, whose manifest is checked first, or with
+    ``check_manifest=False`` one built elsewhere, checked only by TensorRT and the engine's own tensors."""
 
     backend = "tensorrt"
 
@@ -197,6 +215,7 @@ class TensorRTRunner(Runner):
         self.environment: Optional[Environment] = None
         self._batch_range: Optional[Tuple[int, int]] = None  # the engine's profile (min, max), once open
         self._cuda_context: Any = None
+        self._cuda_thread = 0  # the thread that retained it: pycuda's detach() pushes only there
         self._errors: List[str] = []
         self._trt: Dict[str, Any] = {}  # logger, runtime, engine, context: kept alive together, freed in order
         self._io: Optional[_NamedTensors] = None
@@ -213,6 +232,8 @@ class TensorRTRunner(Runner):
         batches before opening, like score_pairs, already cut them right; larger batches are split anyway)."""
         if self._batch_range is not None:
             return self._batch_range[1]
+        if not self.check_manifest:
+            return None  # no manifest to trust: the engine's own profile decides, once open
         if self.manifest is None:
             try:
                 return EngineManifest.read(self.path).batch_max
@@ -252,6 +273,8 @@ class TensorRTRunner(Runner):
         if self.check_manifest:
             manifest = EngineManifest.read(self.path)
             manifest.check_interface(self.path)
+        else:
+            log.debug("%s: manifest not checked (check_manifest=False)", self.path)
         data = self._read_engine(manifest)
         version = require_tensorrt()
         env = self._select_device(version)
@@ -262,11 +285,15 @@ class TensorRTRunner(Runner):
         import pycuda.driver as cuda
 
         self._cuda_context = cuda.Device(self.device).retain_primary_context()  # see _select_device
+        self._cuda_thread = threading.get_ident()
         try:
             with self._active():
                 self._load(data, version)
         except BaseException:
-            self._release()
+            try:
+                self._release()
+            except Exception as exc:  # noqa: BLE001  (the load's own error is the one to report)
+                log.debug("%s: cleaning up after a failed open: %s", self.path, exc)
             raise
 
     def _select_device(self, version: str) -> Environment:
@@ -311,6 +338,11 @@ class TensorRTRunner(Runner):
         self._errors = []
         logger = _capturing_logger(self._errors)
         runtime = trt.Runtime(logger)
+        if self.manifest is not None and self.manifest.dla_core is not None:
+            # the core the engine was built for: a runtime deserializes DLA engines onto IRuntime.DLA_core, core 0
+            # unless set (TensorRT's IRuntime::setDLACore; microsoft/onnxruntime#26680 on JetPack 6.2 with
+            # TensorRT 10.3: engines built for core 1 ran on core 0 until the runtime's core was set)
+            runtime.DLA_core = self.manifest.dla_core
         self._trt.update(logger=logger, runtime=runtime)
         try:
             engine = runtime.deserialize_cuda_engine(data)
@@ -344,7 +376,7 @@ class TensorRTRunner(Runner):
                              f"{rebuild_hint(self.path, self.manifest)}")
         for name in INPUT_NAMES:
             shape, dtype = io.shape(name), io.dtype(name)
-            if shape != (-1,) + SAMPLE_SHAPE or dtype != np.float32:
+            if shape[1:] != SAMPLE_SHAPE or not (shape[0] == -1 or shape[0] > 0) or dtype != np.float32:
                 raise InputError(f"{self.path}: input {name!r} is {dtype} {shape}, the runner feeds float32 "
                                  f"{(-1,) + SAMPLE_SHAPE}; {rebuild_hint(self.path, self.manifest)}")
         out_shape = io.shape(OUTPUT_NAME)
@@ -356,20 +388,23 @@ class TensorRTRunner(Runner):
     def layer_information(self) -> Optional[Dict[str, Any]]:
         """TensorRT's per-layer report of the open engine (IEngineInspector, JSON): layer names, types and
         the format/data type of every input, from which the device check tells INT8 kernels from a float
-        fallback. None on TensorRT 8.5, whose inspector this project does not rely on (the per-layer
-        check asks for 8.6+; 8.5 engines are checked by parity only). Detailed only for engines built with
-        ProfilingVerbosity.DETAILED (rrl-edge build sets it); with a dynamic batch the formats read "N/A
-        due to dynamic shapes" unless the inspector has a context whose input shapes are set, so the
-        profile's maximum batch is set first."""
+        fallback. Every supported version has it: TensorRT 8.5's bindings already define
+        ICudaEngine.create_engine_inspector, EngineInspector.execution_context / get_engine_information and
+        LayerInformationFormat.JSON (NVIDIA/TensorRT python/src/infer/pyCore.cpp, 8.5). None only where the
+        installed bindings lack it (a stripped build of the Python module). Detailed only for engines built
+        with ProfilingVerbosity.DETAILED (rrl-edge build sets it; a names-only report is what
+        rrl_edge.export.device_check.int8_kernels then calls not checked); with a dynamic batch the formats
+        read "N/A due to dynamic shapes" unless the inspector has a context whose input shapes are set, so
+        the profile's maximum batch is set first."""
         import json
 
         import tensorrt as trt
 
         if not self.is_open or self.environment is None or self._batch_range is None:
             raise RRLEdgeError(f"{self.path}: open() the TensorRT runner first")
-        if version_triple(self.environment.tensorrt_version)[:2] < (8, 6):
-            return None
         engine, context = self._trt["engine"], self._trt["context"]
+        if not hasattr(engine, "create_engine_inspector") or not hasattr(trt, "LayerInformationFormat"):
+            return None
         with self._active():
             for name in INPUT_NAMES:
                 context.set_input_shape(name, (self._batch_range[1],) + SAMPLE_SHAPE)
@@ -477,9 +512,20 @@ class TensorRTRunner(Runner):
 
     def _release(self) -> None:
         """Free device and page-locked memory, then the TensorRT objects (context before engine), then our
-        reference to the GPU's primary context."""
+        reference to the GPU's primary context, leaving the thread's context stack as _open found it.
+
+        Every push is _active's, popped in its ``finally``. The one push we do not make is pycuda's own:
+        detach() of a context that is not current pushes it, then releases it, relying on the release to pop
+        it, which cuCtxDetach does and cuDevicePrimaryCtxRelease (what a retained primary context's detach
+        calls) does not (inducer/pycuda src/cpp/cuda.hpp: context::detach, primary_context::detach_internal).
+        Left alone, GPU ``device``'s released primary context stayed current on the thread after close, so
+        the next CUDA runtime call there (torch, ONNX Runtime, another runner) ran on that device.
+        _pop_if_current undoes exactly that push."""
         if self._cuda_context is None:
             return
+        context, handle = self._cuda_context, int(getattr(self._cuda_context, "handle", 0) or 0)
+        if threading.get_ident() != self._cuda_thread:
+            handle = 0  # detach() from another thread pushes nothing (context::detach): nothing to undo
         try:
             with self._active():
                 if self._stream is not None:
@@ -490,6 +536,24 @@ class TensorRTRunner(Runner):
                 for key in ("context", "engine", "runtime", "logger"):
                     self._trt.pop(key, None)
         finally:
-            self._cuda_context.detach()
             self._cuda_context = None
             self._batch_range = None
+            try:
+                context.detach()
+            finally:
+                _pop_if_current(handle)
+
+
+def _pop_if_current(handle: int) -> bool:
+    """Pop context ``handle`` off this thread's CUDA driver stack when it is on top (see TensorRTRunner._release).
+    Through libcuda with ctypes: pycuda's Context.pop() only pops what pycuda itself recorded as pushed."""
+    if not handle:
+        return False
+    try:
+        lib = ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return False
+    current = ctypes.c_void_p()
+    if lib.cuCtxGetCurrent(ctypes.byref(current)) != 0 or current.value != handle:
+        return False
+    return lib.cuCtxPopCurrent(ctypes.byref(ctypes.c_void_p())) == 0

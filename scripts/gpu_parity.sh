@@ -10,18 +10,22 @@
 #     DATA_DIR  VIS-NIR image-pair folder (default: $RRL_EDGE_DATA/vis-nir, else ../shared/data/vis-nir)
 #     OUT_DIR   where the ONNX files, engines and reports go (default: gpu-parity)
 #   CHECKPOINT=path.pt  compare another checkpoint (default: the default shipped model, export's)
+#   DEPLOY=deploy/      an export folder written on a workstation (`rrl-edge export --int8 --out-dir deploy/`):
+#                       nothing is exported here and no torch is needed (a Jetson set up by setup_device.sh);
+#                       the engines are checked against the PyTorch scores the export saved (device-check)
 #   PYTHON=...          the Python that has rrl-edge (and tensorrt, pycuda, or a CUDA torch)
 #
 # Writes OUT_DIR/device-check.json, OUT_DIR/parity*.json/png, OUT_DIR/bench-cuda.json; exits non-zero when
-# a check fails. The export step needs the workstation extras (pip install -e '.[train,export]').
+# a check fails. Exporting here needs the workstation extras (bash scripts/setup.sh); DEPLOY does not.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -z "${PYTHON:-}" ]; then
     if [ -x .venv/bin/python ]; then PYTHON=$PWD/.venv/bin/python; else PYTHON=python3; fi
 fi
-rrl_edge() { "$PYTHON" -c 'import sys; from rrl_edge.cli import main; sys.exit(main())' "$@"; }
+# -I: run the installed rrl_edge, not the checkout's source tree (the current folder), which is not a package layout
+rrl_edge() { "$PYTHON" -I -c 'import sys; from rrl_edge.cli import main; sys.exit(main())' "$@"; }
 
-TRT_STATUS=$("$PYTHON" - <<'PY'
+TRT_STATUS=$("$PYTHON" -I - <<'PY'
 from rrl_edge.export.tensorrt_build import tensorrt_status
 ok, reason = tensorrt_status()
 if ok:
@@ -32,19 +36,32 @@ if ok:
 print(("yes " if ok else "no ") + reason)
 PY
 )
-TORCH_STATUS=$("$PYTHON" -c 'import torch; print("yes" if torch.cuda.is_available() else "no", torch.__version__, "cuda", torch.version.cuda)' 2>/dev/null || echo "no torch not installed")
+TORCH_STATUS=$("$PYTHON" -I -c 'import torch; print("yes" if torch.cuda.is_available() else "no", torch.__version__, "cuda", torch.version.cuda)' 2>/dev/null || echo "no torch not installed")
 echo "TensorRT: ${TRT_STATUS#* } | PyTorch CUDA: ${TORCH_STATUS#* }"
 if [ "${TRT_STATUS%% *}" != yes ] && [ "${TORCH_STATUS%% *}" != yes ]; then
     echo "GPU parity needs TensorRT + pycuda or a CUDA build of PyTorch, and an NVIDIA GPU; neither is here." >&2
     exit 1
 fi
 
+if [ -n "${DEPLOY:-}" ]; then
+    [ -f "$DEPLOY/rrl.reference.json" ] || { echo "GPU parity: $DEPLOY/rrl.reference.json not found (DEPLOY must be a folder \`rrl-edge export --int8 --out-dir\` wrote)" >&2; exit 2; }
+    [ "${TRT_STATUS%% *}" = yes ] || { echo "GPU parity: DEPLOY checks TensorRT engines, but TensorRT is not usable here: ${TRT_STATUS#* }" >&2; exit 1; }
+    OUT=${2:-gpu-parity}
+    mkdir -p "$OUT"
+    echo "== device check of $DEPLOY: TensorRT FP32 / FP16 / INT8 engines against the export's PyTorch scores"
+    status=0
+    rrl_edge device-check --deploy "$DEPLOY" --report "$OUT/device-check.json" --work-dir "$OUT/engines" || status=$?
+    echo "GPU parity: report in $OUT/device-check.json (exit $status)"
+    exit $status
+fi
+"$PYTHON" -I -c 'import torch' 2>/dev/null || { echo "GPU parity: no torch here to export the checkpoint; on a device pass DEPLOY=folder from \`rrl-edge export --int8\` on a workstation" >&2; exit 2; }
+
 DATA=${1:-}
 if [ -z "$DATA" ]; then
-    DATA=$("$PYTHON" -c 'from rrl_edge.data.build import default_data_root; print(default_data_root() / "vis-nir")')
+    DATA=$("$PYTHON" -I -c 'from rrl_edge.data.build import default_data_root; print(default_data_root() / "vis-nir")')
 fi
 OUT=${2:-gpu-parity}
-CHECKPOINT=${CHECKPOINT:-$("$PYTHON" -c 'from rrl_edge.checkpoint import shipped_checkpoint; print(shipped_checkpoint())')}
+CHECKPOINT=${CHECKPOINT:-$("$PYTHON" -I -c 'from rrl_edge.checkpoint import shipped_checkpoint; print(shipped_checkpoint())')}
 [ -d "$DATA" ] || { echo "GPU parity: data folder $DATA not found (pass the VIS-NIR folder as the first argument)" >&2; exit 1; }
 [ -f "$CHECKPOINT" ] || { echo "GPU parity: checkpoint $CHECKPOINT not found" >&2; exit 1; }
 mkdir -p "$OUT"

@@ -1,10 +1,29 @@
-"""Shared fixtures: the real data under ../shared/data and its patch build (cached across the run)."""
+"""Shared fixtures: the real data under ../shared/data and its patch build (cached across the run).
 
+On a device (numpy, TensorRT, pycuda and pytest: what scripts/setup_device.sh installs; no torch) only the test
+modules written for one are collected, so `pytest -m gpu` runs there instead of stopping on the workstation
+modules' imports (torch, OpenCV, onnx). tests/test_device_python.py runs that collection in a Python 3.8 venv.
+"""
+
+import importlib.util
 from pathlib import Path
 
 import pytest
 
 from rrl_edge.errors import DataError
+
+# Test modules that import nothing a Jetson lacks (tests/test_runtime_tensorrt.py checks their imports).
+DEVICE_TESTS = ("test_runtime_tensorrt.py", "test_tensorrt_build.py", "test_inspector.py")
+ON_DEVICE = importlib.util.find_spec("torch") is None  # the workstation extras all come with torch
+
+collect_ignore = ([p.name for p in Path(__file__).parent.glob("test_*.py") if p.name not in DEVICE_TESTS]
+                  if ON_DEVICE else [])
+
+
+def pytest_report_header(config) -> str:
+    if ON_DEVICE:
+        return f"device side (no torch here): collecting {', '.join(DEVICE_TESTS)} only"
+    return "workstation: every test module"
 
 
 @pytest.fixture(scope="session")

@@ -85,3 +85,37 @@ def test_device_check_on_python38_with_numpy_124_and_onnxruntime_only(deploy, tm
     versions = subprocess.run([str(venv / "bin/python"), "-c", "import numpy, sys; print(numpy.__version__, "
                                "sys.version_info[:2], 'sklearn' in sys.modules)"], capture_output=True, text=True)
     assert versions.stdout.strip() == "1.24.4 (3, 8) False"
+
+
+def test_dla_core_is_a_tensorrt_option_and_must_not_be_negative(tmp_path, capsys):
+    """`--dla-core N` parses on build and device-check; the DLA is TensorRT's, so ONNX Runtime refuses it, and
+    a negative core is refused by the parser (exit 2), before anything is read."""
+    from rrl_edge.cli import build_parser, main
+    from rrl_edge.export.device_check import _candidates
+
+    parser = build_parser()
+    assert parser.parse_args(["build", "--onnx", "rrl.int8.onnx", "--dla-core", "1"]).dla_core == 1
+    assert parser.parse_args(["build", "--onnx", "rrl.onnx"]).dla_core is None
+    assert parser.parse_args(["device-check", "--deploy", "d", "--report", "r.json", "--dla-core", "0"]).dla_core == 0
+    for fp in ("rrl.onnx", "rrl.int8.onnx"):
+        (tmp_path / fp).write_bytes(b"onnx")
+    with pytest.raises(InputError, match="--dla-core: the DLA is TensorRT's"):
+        _candidates(tmp_path, tmp_path / "engines", "onnxruntime", dla_core=0)
+    with pytest.raises(SystemExit) as info:
+        main(["build", "--onnx", str(tmp_path / "rrl.onnx"), "--dla-core", "-1"])
+    assert info.value.code == 2 and "--dla-core: must not be negative" in capsys.readouterr().err
+
+
+def test_device_check_without_tensorrt_says_why_in_one_line(tmp_path):
+    """No TensorRT here: the TensorRT backend stops at the first build with the reason, not a traceback."""
+    from rrl_edge.errors import ExportError
+    from rrl_edge.export.device_check import _candidates
+    from rrl_edge.export.tensorrt_build import tensorrt_status
+
+    if tensorrt_status()[0]:
+        pytest.skip("TensorRT and a GPU are here")
+    for fp in ("rrl.onnx", "rrl.int8.onnx"):
+        (tmp_path / fp).write_bytes(b"onnx")
+    with pytest.raises(ExportError, match="cannot build TensorRT engines here: ") as info:
+        _candidates(tmp_path, tmp_path / "engines", "tensorrt")
+    assert "\n" not in str(info.value) and not (tmp_path / "engines").exists()

@@ -15,8 +15,11 @@ import pytest
 
 from rrl_edge.contracts import FP32_ONNX, INT8_ONNX, REFERENCE
 from rrl_edge.errors import ExportError
-from rrl_edge.export.tensorrt_build import BatchProfile, EngineRequest, _plan, is_qdq_onnx, tensorrt_status
-from rrl_edge.manifest import EngineManifest
+from rrl_edge.export.gpu import GpuInfo
+from rrl_edge.export.tensorrt_build import (
+    BatchProfile, EngineRequest, _plan, is_qdq_onnx, missing_tensorrt_reason, tensorrt_status, timing_cache_name,
+)
+from rrl_edge.manifest import SUPPORTED_TENSORRT, EngineManifest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,8 +41,9 @@ def onnx_pair(tmp_path):
 
 
 def test_build_plan_per_tensorrt_version(onnx_pair, tmp_path):
-    """INT8 is explicit Q/DQ on every version: strongly typed on 10.x, the INT8 flag on 8.5/8.6 (no strong
-    typing there); INT8+FP16 stays weakly typed with both flags; TensorRT outside [8.5, 11) is refused."""
+    """INT8 is explicit Q/DQ on every version: strongly typed on 10.x and 11.x, the INT8 flag on 8.5/8.6 (no
+    strong typing there); INT8+FP16 stays weakly typed with both flags up to 10.x; 11.x builds FP32 and INT8
+    strongly typed and refuses FP16 (no flag); TensorRT outside SUPPORTED_TENSORRT is refused."""
     fp32, qdq = onnx_pair
     assert is_qdq_onnx(qdq) and not is_qdq_onnx(fp32)
     fields = ("precision", "strongly_typed", "fp16_flag", "int8_flag")
@@ -56,9 +60,79 @@ def test_build_plan_per_tensorrt_version(onnx_pair, tmp_path):
     for version in ((8, 5), (8, 6)):
         assert plan(qdq, version) == ("int8", False, False, True)
     assert plan(qdq, (10, 8), fp16=True) == ("int8+fp16", False, True, True)
-    for version in ((11, 0), (8, 4), (7, 2)):
-        with pytest.raises(ExportError, match="is not supported: rrl-edge builds with TensorRT 8.5 to 10.x"):
+    for version in ((11, 0), (11, 4)):
+        assert plan(qdq, version) == ("int8", True, False, False)
+        assert plan(fp32, version) == ("fp32", True, False, False)
+        for path in (fp32, qdq):
+            with pytest.raises(ExportError, match="has no FP16 builder flag .*FP16 needs an FP16 ONNX"):
+                plan(path, version, fp16=True)
+    for version in ((12, 0), (8, 4), (7, 2)):
+        with pytest.raises(ExportError, match="is not supported: rrl-edge builds with TensorRT 8.5 to 11.x") as info:
             plan(qdq, version)
+        assert f"tensorrt{SUPPORTED_TENSORRT}" in str(info.value) and "scripts/setup_device.sh" in str(info.value)
+
+
+def test_dla_plan_is_weakly_typed_fp16_or_int8_with_gpu_fallback_and_a_fixed_batch(onnx_pair, tmp_path):
+    """DLA: FP16 (needs --fp16) or INT8 (Q/DQ, with FP16 for the float layers), weakly typed with the
+    precision flags and GPU_FALLBACK on 8.5-10.x; FP32 and TensorRT 11 are refused in one line; the batch
+    is fixed at the requested opt."""
+    fp32, qdq = onnx_pair
+
+    def dla(path, version, fp16=False, core=0):
+        return _plan(EngineRequest(path, tmp_path / "e.plan", fp16=fp16, dla_core=core), version)
+
+    for version in ((8, 5), (8, 6), (10, 3)):
+        fp16 = dla(fp32, version, fp16=True)
+        assert (fp16.precision, fp16.strongly_typed, fp16.set_flags, fp16.dla_core) == (
+            "fp16", False, ("FP16", "GPU_FALLBACK"), 0)
+        for want_fp16 in (False, True):
+            int8 = dla(qdq, version, fp16=want_fp16, core=1)
+            assert (int8.precision, int8.strongly_typed, int8.set_flags, int8.dla_core) == (
+                "int8+fp16", False, ("FP16", "INT8", "GPU_FALLBACK"), 1)
+        with pytest.raises(ExportError, match="--dla-core 0: the DLA runs FP16 and INT8 only, not FP32; add --fp16"):
+            dla(fp32, version)
+    with pytest.raises(ExportError, match="--dla-core: TensorRT 11.0 builds DLA engines only from FP16 or INT8 typed"):
+        dla(qdq, (11, 0))
+    request = EngineRequest(qdq, tmp_path / "e.plan", BatchProfile(1, 16, 64), dla_core=0)
+    assert request.built_profile() == BatchProfile(16, 16, 16)
+    assert EngineRequest(qdq, tmp_path / "e.plan", BatchProfile(1, 16, 64)).built_profile() == BatchProfile(1, 16, 64)
+
+
+def test_timing_cache_is_named_for_the_tensorrt_version_and_gpu():
+    """One cache file per TensorRT version and GPU architecture: a JetPack upgrade (8.5.2 -> 8.6.2) or another
+    GPU gets a file of its own instead of the old one."""
+    orin, rtx = GpuInfo(0, "Orin", "8.7"), GpuInfo(0, "NVIDIA GeForce RTX 3060", "8.6")
+    jp5, jp6 = timing_cache_name("8.5.2.2", orin), timing_cache_name("10.3.0.30", orin)
+    assert jp5 == "timing-trt8.5.2.2-sm8.7.cache" and jp6 == "timing-trt10.3.0.30-sm8.7.cache"
+    assert len({jp5, jp6, timing_cache_name("10.3.0.30", rtx)}) == 3
+    assert timing_cache_name("10.3.0.30", orin) == jp6  # the same TensorRT and GPU reuse it
+
+
+def test_device_check_keeps_its_timing_cache_per_tensorrt_and_gpu():
+    """Static: device-check names its timing cache with timing_cache_in (the per-version, per-GPU name), not
+    one fixed file for every TensorRT."""
+    import ast
+    import inspect
+
+    from rrl_edge.export import device_check
+
+    source = inspect.getsource(device_check._candidates)
+    assert "timing.cache" not in source and "timing_cache_in(work)" in source
+    calls = [n for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "EngineRequest"]
+    assert calls and all(any(k.arg == "timing_cache" and ast.unparse(k.value) == "cache" for k in c.keywords) for c in calls)
+
+
+def test_missing_tensorrt_is_explained_by_what_the_machine_has():
+    """No GPU: build on the target. A GPU and JetPack's TensorRT the venv cannot see: the venv lacks
+    --system-site-packages. A GPU and no TensorRT at all: the install hint, with the supported range."""
+    no_gpu = missing_tensorrt_reason(False, None)
+    assert "no NVIDIA GPU" in no_gpu and "on the machine whose GPU will run the engine" in no_gpu
+    hidden = missing_tensorrt_reason(True, "/usr/lib/python3.8/dist-packages/tensorrt", "/home/me/venv/bin/python")
+    assert "/usr/lib/python3.8/dist-packages/tensorrt" in hidden and "--system-site-packages" in hidden
+    assert "/home/me/venv/bin/python" in hidden and "machine whose GPU" not in hidden
+    absent = missing_tensorrt_reason(True, None)
+    assert "scripts/setup_device.sh" in absent and SUPPORTED_TENSORRT in absent and "machine whose GPU" not in absent
+    assert all("\n" not in m for m in (no_gpu, hidden, absent))
 
 
 def test_build_without_tensorrt_is_a_clear_error(onnx_pair, tmp_path):
@@ -137,8 +211,8 @@ def test_every_build_clears_tf32_and_the_manifest_records_the_flags(onnx_pair, t
 
     fp32, qdq = onnx_pair
     for path in (fp32, qdq):
-        for version in ((8, 5), (8, 6), (10, 3), (10, 13)):
-            for fp16 in (False, True):
+        for version in ((8, 5), (8, 6), (10, 3), (10, 13), (11, 0)):
+            for fp16 in ((False,) if version[0] >= 11 else (False, True)):
                 plan = _plan(EngineRequest(path, tmp_path / "e.plan", fp16=fp16), version)
                 assert plan.cleared_flags == ("TF32",) and "TF32" not in plan.set_flags
                 assert not (plan.strongly_typed and plan.set_flags)
@@ -160,7 +234,7 @@ def test_every_build_clears_tf32_and_the_manifest_records_the_flags(onnx_pair, t
     if spec is not None and spec.submodule_search_locations:
         text = (Path(list(spec.submodule_search_locations)[0]) / "tensorrt.pyi").read_text()
         block = text[text.index("class BuilderFlag"):][:6000]
-        for name in ("TF32", "FP16", "INT8"):
+        for name in ("TF32", "FP16", "INT8", "GPU_FALLBACK"):
             assert f"    {name}: " in block or f"{name} :" in block, name
     manifest = dict(_MANIFEST_FIELDS, builder_flags=["INT8"], cleared_flags=["TF32"])
     read = EngineManifest.from_json(manifest, tmp_path / "m.json")
@@ -169,6 +243,40 @@ def test_every_build_clears_tf32_and_the_manifest_records_the_flags(onnx_pair, t
     assert EngineManifest.from_json(older, tmp_path / "m.json").cleared_flags is None
     with pytest.raises(Exception, match="cleared_flags"):
         EngineManifest.from_json(dict(manifest, cleared_flags="TF32"), tmp_path / "m.json")
+
+
+def test_the_manifest_records_the_dla_split_and_older_manifests_still_read(tmp_path):
+    dla = dict(_MANIFEST_FIELDS, batch_min=32, batch_opt=32, batch_max=32, precision="int8+fp16", strongly_typed=False,
+               dla_core=1, dla_layers=40, gpu_fallback_layers=2, gpu_fallback_names=["/q/QuantizeLinear", "/s/Sigmoid"])
+    read = EngineManifest.from_json(dla, tmp_path / "m.json")
+    assert (read.dla_core, read.dla_layers, read.gpu_fallback_layers) == (1, 40, 2)
+    assert read.gpu_fallback_names == ["/q/QuantizeLinear", "/s/Sigmoid"]
+    assert EngineManifest.from_json(read.to_json(), tmp_path / "m.json") == read
+    gpu = EngineManifest.from_json(_MANIFEST_FIELDS, tmp_path / "m.json")  # written before DLA builds existed
+    assert (gpu.dla_core, gpu.dla_layers, gpu.gpu_fallback_layers, gpu.gpu_fallback_names) == (None, None, None, None)
+    with pytest.raises(Exception, match="dla_core 1 needs a core >= 0 and a fixed batch"):
+        EngineManifest.from_json(dict(dla, batch_min=1), tmp_path / "m.json")
+    with pytest.raises(Exception, match="dla_layers"):
+        EngineManifest.from_json(dict(dla, dla_layers="40"), tmp_path / "m.json")
+    from rrl_edge.manifest import rebuild_hint
+
+    assert "--dla-core 1" in rebuild_hint(tmp_path / "rrl.plan", read) and "--opt-batch 32" in rebuild_hint(tmp_path / "rrl.plan", read)
+
+
+def test_the_dla_build_path_sets_the_device_and_records_can_run_on_dla():
+    """Static (no DLA here): a DLA build sets default_device_type DLA and DLA_core, asks can_run_on_DLA of every
+    network layer, checks the core against num_DLA_cores, and hands the split to the manifest."""
+    import inspect
+
+    from rrl_edge.export import tensorrt_build
+
+    use = inspect.getsource(tensorrt_build._use_dla)
+    for needle in ("config.default_device_type = trt.DeviceType.DLA", "config.DLA_core = core",
+                   "config.can_run_on_DLA(layer)", "builder.num_DLA_cores", "network.get_layer(i)"):
+        assert needle in use, needle
+    build = inspect.getsource(tensorrt_build.build_engine)
+    assert "_use_dla(builder, config, network, plan.dla_core, p.opt)" in build and "placement" in build
+    assert "request.built_profile()" in build
 
 
 _MANIFEST_FIELDS = {
