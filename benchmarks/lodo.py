@@ -44,7 +44,7 @@ def synthetic_folder(source: str, runs: Path) -> Path:
     out = runs / f"synthetic-{source}"
     if not (out / "SYNTHETIC.json").is_file():
         subprocess.run([sys.executable, "-m", "rrl_edge.cli", "data", "synth", "--from", str(DATA / source),
-                        "--out", str(out), "--quiet"], check=True, cwd=ROOT)
+                        "--out-dir", str(out), "--quiet"], check=True, cwd=ROOT)
     return out
 
 

@@ -14,7 +14,7 @@
     /tmp/movenv/bin/python benchmarks/modelopt_study.py quantize --deploy DEPLOY --out rrl.int8.modelopt.onnx \
         [--method entropy] [--placement modelopt]
     # 2. in the project's venv: TensorRT rules + fusion check, then FPR95 parity on every VIS-NIR test pair of the
-    #    export proof's cut (rrl-edge data build --keypoint-sampling strongest --out CUT):
+    #    export proof's cut (rrl-edge data build --keypoint-sampling strongest --out-dir CUT):
     python benchmarks/modelopt_study.py check rrl.int8.modelopt.onnx
     rrl-edge parity --reference rrl_edge/weights/rrlnet_visnir.pt --data CUT --candidate DEPLOY/rrl.int8.onnx \
         --candidate rrl.int8.modelopt.onnx --budget 0.3 --json modelopt-parity.json

@@ -27,9 +27,9 @@ layer: 0.18 logit RMS error on its own, ~40% of the whole model's error variance
 hidden Gemms (0.08 logit RMS for 0.06% of the multiply-adds). About 10% of the multiply-adds stay float; the other
 3x3 convolutions, 90%, run int8.
 
-Activation ranges default to the 99.999th percentile of |x| (``PERCENTILE``): ONNX Runtime's entropy
-calibrator works on 128 bins and lands near the maximum anyway, min-max follows single outliers, and
-clipping harder (99.99, 99.9) costs accuracy because the attention features' tails carry signal.
+Activation ranges default (``DEFAULT_METHOD``) to the 99.999th percentile of |x| (``PERCENTILE``): ONNX
+Runtime's entropy calibrator works on 128 bins and lands near the maximum anyway, min-max follows single
+outliers, and clipping harder (99.99, 99.9) costs accuracy because the attention features' tails carry signal.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 METHODS = ("entropy", "minmax", "percentile")
+DEFAULT_METHOD = "percentile"  # the export's and `--calib-method`'s default (see the module docstring)
 CALIBRATION_BATCH = 32
 PERCENTILE = 99.999  # of |activation|, for --calib-method percentile
 PASS_BATCHES = 4  # batches per calibration pass: ONNX Runtime holds every intermediate tensor of a pass in memory
@@ -238,7 +239,7 @@ def quantize(
     out_path: Path,
     pairs: np.ndarray,
     flavour: Flavour,
-    method: str = "entropy",
+    method: str = DEFAULT_METHOD,
     ranges_path: Optional[Path] = None,
     exclude: Sequence[str] = (),
     reuse_ranges: bool = False,

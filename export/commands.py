@@ -11,21 +11,30 @@ import logging
 from pathlib import Path
 from typing import Optional
 
-from rrl_edge.argtypes import non_negative_int
+from rrl_edge.argtypes import HelpFormatter, command_groups, defaults_of, example, hidden_alias, non_negative_int
 
 
 def _path(value: Optional[str]) -> Optional[Path]:
     return Path(value) if value else None
 
 
-def _add_engine_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--fp16", action="store_true", help="let TensorRT use FP16 kernels (TensorRT 8.5-10.x)")
-    p.add_argument("--min-batch", type=int, default=1, help="smallest batch the engine accepts (default 1)")
-    p.add_argument("--opt-batch", type=int, default=32, help="batch the engine is tuned for (default 32)")
-    p.add_argument("--max-batch", type=int, default=256, help="largest batch the engine accepts (default 256)")
-    p.add_argument("--workspace", type=int, default=1024, metavar="MB", help="TensorRT workspace limit (default 1024)")
-    p.add_argument("--timing-cache", help="TensorRT timing cache file, reused between builds "
-                                          "(default: ~/.cache/rrl-edge/tensorrt/, one per TensorRT version and GPU)")
+def _add_engine_options(p: "argparse._ArgumentGroup") -> None:
+    from rrl_edge.export.tensorrt_build import BatchProfile, EngineRequest
+
+    profile, request = defaults_of(BatchProfile), defaults_of(EngineRequest)
+    p.add_argument("--fp16", action="store_true", default=request["fp16"],
+                   help="let TensorRT use FP16 kernels (TensorRT 8.5-10.x)")
+    p.add_argument("--min-batch", type=int, default=profile["min"],
+                   help="smallest batch the engine accepts (default %(default)s)")
+    p.add_argument("--opt-batch", type=int, default=profile["opt"],
+                   help="batch the engine is tuned for (default %(default)s)")
+    p.add_argument("--max-batch", type=int, default=profile["max"],
+                   help="largest batch the engine accepts (default %(default)s)")
+    p.add_argument("--workspace", type=int, default=request["workspace_mb"], metavar="MB",
+                   help="TensorRT workspace limit (default %(default)s)")
+    p.add_argument("--timing-cache", default=request["timing_cache"],
+                   help="TensorRT timing cache file, reused between builds "
+                        "(default: ~/.cache/rrl-edge/tensorrt/, one per TensorRT version and GPU)")
 
 
 def _profile(args: argparse.Namespace):  # -> BatchProfile
@@ -83,61 +92,84 @@ def cmd_device_check(args: argparse.Namespace) -> int:
     from rrl_edge.export.device_check import format_report, run_device_check
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    report = run_device_check(Path(args.deploy), Path(args.report), args.backend, _path(args.work_dir), args.budget,
+    report = run_device_check(Path(args.deploy), Path(args.json), args.backend, _path(args.work_dir), args.budget,
                               show_progress=not args.quiet, dla_core=args.dla_core)
     print(format_report(report))
-    print(f"report {args.report}")
+    print(f"report {args.json}")
     return 0 if report["passed"] else 1
 
 
 def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    """Register `rrl-edge export` and `rrl-edge build` on the CLI's sub-parsers."""
+    """Register `rrl-edge export`, `rrl-edge build` and `rrl-edge device-check` on the CLI's sub-parsers."""
     from rrl_edge.calibration.quantize import METHODS  # the calibration registry: numpy at import
+    from rrl_edge.contracts import DEFAULT_ENGINE
+    from rrl_edge.export.options import ExportOptions
     from rrl_edge.export.parity import PROOF_CUTS
 
-    p = sub.add_parser("export", help="ONNX (and INT8) models checked against PyTorch; the engine where TensorRT runs")
-    p.add_argument("--checkpoint", help="default: the shipped joint VIS-NIR + VIS-LWIR model (eval's default)")
-    p.add_argument("--out-dir", required=True, help="folder for rrl.onnx, rrl.int8.onnx, ... (created)")
-    p.add_argument("--int8", action="store_true", help="also calibrate INT8 models (TensorRT Q/DQ and ONNX Runtime CPU)")
-    p.add_argument("--calib-data", help="image-pair folder whose training split calibrates (default: shared VIS-NIR)")
-    p.add_argument("--calib-samples", type=int, default=512, help="calibration pairs, even over categories and labels")
-    p.add_argument("--calib-method", choices=METHODS, default="percentile",
-                   help="activation ranges: 99.999th percentile of |x| (default), histogram entropy, or min-max")
-    p.add_argument("--eval-data", help="image-pair folder whose test split is the proof (default: shared VIS-NIR)")
-    p.add_argument("--proof-cut", choices=PROOF_CUTS, default="default",
-                   help="test pairs of the proof: eval's default cut (default) or the strongest-first cut")
-    p.add_argument("--proof-pairs", type=int, default=0,
-                   help="test pairs per category for the proof, half matching (default 0 = every test pair)")
-    p.add_argument("--budget", type=float, default=0.3,
-                   help="FPR95 points the mean may move by, and beyond which no category may move beyond its "
-                        "bootstrap interval (default 0.3; rrl-edge parity --help gives the whole rule)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the calibration and proof samples")
-    p.add_argument("--engine", default="rrl.plan", help="engine file name inside --out-dir")
-    p.add_argument("--quiet", action="store_true")
-    _add_engine_options(p)
+    opts = defaults_of(ExportOptions)
+    p = sub.add_parser("export", help="ONNX (and INT8) models checked against PyTorch; the engine where TensorRT runs",
+                       formatter_class=HelpFormatter,
+                       epilog=example("rrl-edge export --int8 --out-dir deploy/ --calib-data ../shared/data/vis-nir"))
+    inputs, outputs, settings = command_groups(p)
+    inputs.add_argument("--checkpoint", default=opts["checkpoint"],
+                        help="default: the shipped joint VIS-NIR + VIS-LWIR model (eval's default)")
+    inputs.add_argument("--calib-data", default=opts["calib_data"],
+                        help="image-pair folder whose training split calibrates (default: shared VIS-NIR)")
+    inputs.add_argument("--eval-data", default=opts["eval_data"],
+                        help="image-pair folder whose test split is the proof (default: shared VIS-NIR)")
+    outputs.add_argument("--out-dir", required=True, help="folder for rrl.onnx, rrl.int8.onnx, ... (created)")
+    outputs.add_argument("--engine", default=opts["engine"], help="engine file name inside --out-dir (default %(default)s)")
+    settings.add_argument("--int8", action="store_true", default=opts["int8"],
+                          help="also calibrate INT8 models (TensorRT Q/DQ and ONNX Runtime CPU)")
+    settings.add_argument("--calib-samples", type=int, default=opts["calib_samples"],
+                          help="calibration pairs, even over categories and labels (default %(default)s)")
+    settings.add_argument("--calib-method", choices=METHODS, default=opts["calib_method"],
+                          help="activation ranges: 99.999th percentile of |x|, histogram entropy, or min-max "
+                               "(default %(default)s)")
+    settings.add_argument("--proof-cut", choices=PROOF_CUTS, default=opts["proof_cut"],
+                          help="test pairs of the proof: eval's default cut (default) or the strongest-first cut")
+    settings.add_argument("--proof-pairs", type=int, default=opts["proof_pairs"],
+                          help="test pairs per category for the proof, half matching (default %(default)s = every "
+                               "test pair)")
+    settings.add_argument("--budget", type=float, default=opts["budget"],
+                          help="FPR95 points the mean may move by, and beyond which no category may move beyond its "
+                               "bootstrap interval (default %(default)s; rrl-edge parity --help gives the whole rule)")
+    settings.add_argument("--seed", type=int, default=opts["seed"],
+                          help="seed of the calibration and proof samples (default %(default)s)")
+    settings.add_argument("--quiet", action="store_true", default=not opts["progress"], help="no progress bars")
+    _add_engine_options(settings)
     p.set_defaults(func=cmd_export)
 
-    b = sub.add_parser("build", help="a TensorRT engine from an exported ONNX, on the GPU that will run it")
-    b.add_argument("--onnx", required=True, help="rrl.int8.onnx (INT8) or rrl.onnx (FP32/FP16) from `rrl-edge export`")
-    b.add_argument("--engine", default="rrl.plan", help="engine file to write; its manifest goes beside it (.json)")
-    _add_engine_options(b)
-    b.add_argument("--dla-core", type=non_negative_int, metavar="N",
-                   help="build for DLA core N of a Jetson (TensorRT 8.5-10.x): needs --fp16 or rrl.int8.onnx (the "
-                        "DLA has no FP32; INT8 also lets the float layers run FP16), falls back to the GPU for "
-                        "layers the DLA cannot run, and fixes the batch at --opt-batch; the manifest records how "
-                        "many layers can run on the DLA and which fall back")
+    b = sub.add_parser("build", help="a TensorRT engine from an exported ONNX, on the GPU that will run it",
+                       formatter_class=HelpFormatter,
+                       epilog=example("rrl-edge build --onnx deploy/rrl.int8.onnx --engine rrl.plan"))
+    inputs, outputs, settings = command_groups(b)
+    inputs.add_argument("--onnx", required=True,
+                        help="rrl.int8.onnx (INT8) or rrl.onnx (FP32/FP16) from `rrl-edge export`")
+    outputs.add_argument("--engine", default=DEFAULT_ENGINE,
+                         help="engine file to write; its manifest goes beside it (.json) (default %(default)s)")
+    _add_engine_options(settings)
+    settings.add_argument("--dla-core", type=non_negative_int, metavar="N",
+                          help="build for DLA core N of a Jetson (TensorRT 8.5-10.x): needs --fp16 or rrl.int8.onnx "
+                               "(the DLA has no FP32; INT8 also lets the float layers run FP16), falls back to the "
+                               "GPU for layers the DLA cannot run, and fixes the batch at --opt-batch; the manifest "
+                               "records how many layers can run on the DLA and which fall back")
     b.set_defaults(func=cmd_build)
 
     d = sub.add_parser("device-check", help="on the target: build FP32/FP16/INT8 engines from an export folder, "
-                                            "check FPR95 parity against PyTorch's scores, benchmark, inspect INT8")
-    d.add_argument("--deploy", required=True, help="the folder `rrl-edge export --int8 --out-dir` wrote")
-    d.add_argument("--report", required=True, help="JSON report to write")
-    d.add_argument("--backend", choices=("tensorrt", "onnxruntime"), default="tensorrt",
-                   help="tensorrt (the device), or onnxruntime standing in for it on a machine without a GPU")
-    d.add_argument("--work-dir", help="where the engines are built (default: DEPLOY/engines)")
-    d.add_argument("--budget", type=float, help="FPR95 points per category and mean (default: the export's)")
-    d.add_argument("--dla-core", type=non_negative_int, metavar="N",
-                   help="build and check the FP16 and INT8 engines on DLA core N of a Jetson (no FP32 on the DLA); "
-                        "the report gives each engine's DLA and GPU-fallback layer counts")
-    d.add_argument("--quiet", action="store_true")
+                                            "check FPR95 parity against PyTorch's scores, benchmark, inspect INT8",
+                       formatter_class=HelpFormatter,
+                       epilog=example("rrl-edge device-check --deploy deploy/ --json report.json"))
+    inputs, outputs, settings = command_groups(d)
+    inputs.add_argument("--deploy", required=True, help="the folder `rrl-edge export --int8 --out-dir` wrote")
+    one = outputs.add_mutually_exclusive_group(required=True)  # --json, or its old spelling --report
+    hidden_alias(one, "--report", one.add_argument("--json", metavar="REPORT", help="JSON report to write"))
+    outputs.add_argument("--work-dir", help="where the engines are built (default: DEPLOY/engines)")
+    settings.add_argument("--backend", choices=("tensorrt", "onnxruntime"), default="tensorrt",
+                          help="tensorrt (the device), or onnxruntime standing in for it on a machine without a GPU")
+    settings.add_argument("--budget", type=float, help="FPR95 points per category and mean (default: the export's)")
+    settings.add_argument("--dla-core", type=non_negative_int, metavar="N",
+                          help="build and check the FP16 and INT8 engines on DLA core N of a Jetson (no FP32 on the "
+                               "DLA); the report gives each engine's DLA and GPU-fallback layer counts")
+    settings.add_argument("--quiet", action="store_true", help="no progress bars")
     d.set_defaults(func=cmd_device_check)

@@ -11,7 +11,6 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
@@ -40,36 +39,12 @@ from rrl_edge.contracts import (
 )
 from rrl_edge.contracts import INPUT_NAMES, OPSET, OUTPUT_NAME
 from rrl_edge.export.parity import MIN_FP32_PAIRS, PROOF_CUTS, fp32_proof, format_parity, int8_parity, proof_sets
-from rrl_edge.export.tensorrt_build import BatchProfile, EngineRequest, build_engine, tensorrt_status
+from rrl_edge.export.options import PROOF_PAIRS_PER_CATEGORY, ExportOptions  # noqa: F401  (re-exported)
+from rrl_edge.export.tensorrt_build import EngineRequest, build_engine, tensorrt_status
 from rrl_edge.metrics import fpr95
 
 ARTIFACTS = (FP32_ONNX, INT8_ONNX, INT8_CPU_ONNX, CALIB_RANGES, CALIB_CPU_RANGES, CALIB_SAMPLES, CALIB_MANIFEST, REPORT,
              TEST_PAIRS, TEST_LABELS, REFERENCE_SCORES, REFERENCE)
-# Every test pair (29,934 on VIS-NIR): with 1,000 non-matching pairs a category's FPR95 moves in 0.1-point steps and
-# its noise alone reaches the 0.3 budget (benchmarks/int8_study.py noise); the full split halves that, and the
-# proof then measures exactly what `rrl-edge parity` in CI measures.
-PROOF_PAIRS_PER_CATEGORY = 0
-
-
-@dataclass
-class ExportOptions:
-    out_dir: Path
-    checkpoint: Optional[Path] = None  # None: the default shipped model (rrl_edge.checkpoint.DEFAULT_MODEL)
-    int8: bool = False
-    fp16: bool = False
-    calib_data: Optional[Path] = None  # None: the shared VIS-NIR folder (its training split)
-    calib_samples: int = 512
-    calib_method: str = "percentile"  # 99.999th percentile of |activation|: see calibration/quantize.py
-    eval_data: Optional[Path] = None  # None: the shared VIS-NIR folder (its test split)
-    proof_pairs: int = PROOF_PAIRS_PER_CATEGORY  # per category; 0 = every test pair
-    proof_cut: str = "default"  # "default": the pairs `rrl-edge eval` scores; "strongest": the strongest-first cut
-    budget: float = 0.3  # FPR95 points of the proof rule (rrl_edge.runtime.parity.failures)
-    seed: int = 0
-    profile: BatchProfile = field(default_factory=BatchProfile)
-    workspace_mb: int = 1024
-    engine: str = DEFAULT_ENGINE
-    timing_cache: Optional[Path] = None
-    progress: bool = True
 
 
 def _say(message: str) -> None:

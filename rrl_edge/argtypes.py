@@ -1,9 +1,16 @@
-"""argparse value types shared by every sub-command (standard library only: the device CLI uses them too)."""
+"""argparse value types and helpers shared by every sub-command (standard library only: the device CLI uses them too).
+
+The helpers keep the sub-commands alike: a flag's default comes from the configuration dataclass it fills
+(:func:`defaults_of`), an old spelling of a flag keeps parsing without showing in ``--help`` (:func:`hidden_alias`),
+and each main command's help groups its flags as inputs, outputs and settings and ends with an example
+(:func:`command_groups`, :func:`example`, :class:`HelpFormatter`).
+"""
 
 from __future__ import annotations
 
 import argparse
-from typing import Callable, TypeVar
+import dataclasses
+from typing import Any, Callable, Dict, Tuple, TypeVar
 
 from rrl_edge.limits import MAX_BATCH, MAX_LR, MAX_THREADS, MAX_WIDTH
 
@@ -56,3 +63,51 @@ thread_count = at_most(positive_int, MAX_THREADS, "a thread count")
 width = at_most(positive_float, MAX_WIDTH, "the width multiplier")
 learning_rate = at_most(positive_float, MAX_LR, "the learning rate")
 unit_fraction = at_most(positive_float, 1.0, "the fraction")  # in (0, 1]: a share of something (mined negatives)
+
+
+def defaults_of(cls: Any) -> Dict[str, Any]:
+    """A dataclass's field defaults by field name (a ``default_factory`` called once); fields without one left out.
+
+    The one place a command's defaults are written is its configuration dataclass; the parser reads them here."""
+    out: Dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+    return out
+
+
+def hidden_alias(parser: Any, flag: str, of: argparse.Action) -> argparse.Action:
+    """Keep an old spelling of a flag parsing (same dest, type and choices as ``of``) without showing it in --help.
+
+    It sets no default of its own, so the documented flag's default stands. For a required flag, add both to a
+    required mutually exclusive group (argparse's required check sees only the spelling that was given)."""
+    if of.nargs == 0:  # store_true / store_false
+        return parser.add_argument(flag, dest=of.dest, action="store_const", const=of.const,
+                                   default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    return parser.add_argument(flag, dest=of.dest, type=of.type, choices=of.choices, metavar=of.metavar,
+                               default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+
+GROUPS = ("inputs", "outputs", "settings")
+
+
+def command_groups(parser: argparse.ArgumentParser) -> Tuple[Any, Any, Any]:
+    """The three argument groups every main command's --help shows: inputs, outputs, settings."""
+    return tuple(parser.add_argument_group(title) for title in GROUPS)  # type: ignore[return-value]
+
+
+def example(command: str, *more: str) -> str:
+    """A command's help epilog: ``example:`` and the command lines, indented (tests check that each one parses)."""
+    return "example:\n" + "\n".join(f"  {line}" for line in (command, *more))
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's formatter, except that a description or epilog that already has line breaks keeps them (an
+    example command is not re-wrapped); a one-paragraph text is wrapped as usual."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" in text.strip():
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)

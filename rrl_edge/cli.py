@@ -12,19 +12,21 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import NoReturn, Optional, Sequence
+from typing import Any, NoReturn, Optional, Sequence
 
-from rrl_edge.argtypes import batch_size, learning_rate, positive_float, positive_int, thread_count, unit_fraction, width
+from rrl_edge.argtypes import (HelpFormatter, batch_size, command_groups, defaults_of, example, hidden_alias,
+                               learning_rate, positive_float, positive_int, thread_count, unit_fraction, width)
 from rrl_edge.errors import OutputError, RRLEdgeError, Terminated
 
 
-def _add_patch_options(p: argparse.ArgumentParser) -> None:
+def _add_patch_options(p: Any) -> None:
+    """The patch-cutting flags (image-pair folders only) on a parser or an argument group."""
     from rrl_edge.data.protocol import (
         DEFAULT_EVAL_NEGATIVES, DEFAULT_EVAL_SAMPLING, DEFAULT_TRAIN_NEGATIVES, DEFAULT_TRAIN_SAMPLING,
         KEYPOINT_SAMPLINGS, NEGATIVE_RULES,
     )
 
-    p.add_argument("--seed", type=int, default=0, help="seed of the patch cutting and splits (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the patch cutting and splits (default %(default)s)")
     p.add_argument("--keypoint-sampling", choices=tuple(KEYPOINT_SAMPLINGS), default=None,
                    help=f"val/test keypoints: uniform over the whole response range or strongest first "
                         f"(default {DEFAULT_EVAL_SAMPLING})")
@@ -40,6 +42,9 @@ def _add_patch_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train-images", type=positive_int, default=None,
                    help="cut only this many training images (a seeded draw; e.g. a fine-tuning curve)")
     p.add_argument("--detector", choices=("sift", "fast"), default=None, help="keypoint detector on the VIS image (default sift)")
+
+
+PATCH_CUTTING = "patch cutting (image-pair folders)"
 
 
 def _patch_config(args: argparse.Namespace):  # -> PatchConfig
@@ -87,11 +92,11 @@ def cmd_data_build(args: argparse.Namespace) -> int:
     from rrl_edge.paths import guard_outputs
 
     data = _data_path(args.data)
-    guard_outputs({"--data": [data]}, folders={"--out": (args.out, None)})  # the whole --out is replaced
+    guard_outputs({"--data": [data]}, folders={"--out-dir": (args.out_dir, None)})  # the whole --out-dir is replaced
     config = _patch_config(args)
-    if args.out:
-        manifest = build_dataset(data, Path(args.out), config, progress=not args.quiet)
-        out = Path(args.out)
+    if args.out_dir:
+        manifest = build_dataset(data, Path(args.out_dir), config, progress=not args.quiet)
+        out = Path(args.out_dir)
     else:
         out = ensure_dataset(data, config, progress=not args.quiet)
         manifest = json.loads((out / "manifest.json").read_text())
@@ -107,12 +112,12 @@ def cmd_data_synth(args: argparse.Namespace) -> int:
     from rrl_edge.paths import guard_outputs
 
     source = Path(args.source)
-    guard_outputs({"--from": [source]}, folders={"--out": (args.out, None)})  # the whole --out is replaced
+    guard_outputs({"--from": [source]}, folders={"--out-dir": (args.out_dir, None)})  # the whole folder is replaced
     paths, origin = vis_images(source)
-    manifest = write_synthetic_pairs(paths, Path(args.out), copies=args.copies, seed=args.seed,
+    manifest = write_synthetic_pairs(paths, Path(args.out_dir), copies=args.copies, seed=args.seed,
                                      progress=not args.quiet, origin=origin)
-    print(f"{len(manifest['pairs'])} synthetic pairs from the {origin} in {args.out}; "
-          f"train with --data {args.out} beside your real pairs")
+    print(f"{len(manifest['pairs'])} synthetic pairs from the {origin} in {args.out_dir}; "
+          f"train with --data {args.out_dir} beside your real pairs")
     return 0
 
 
@@ -183,7 +188,7 @@ def _train_locked(args: argparse.Namespace, datas: Sequence[Path], is_main: bool
     parts = [_training_sets(args, d, config) for d in datas]
     train_set, val_sets, info = merge_training(parts)
     cfg = TrainConfig(
-        out_dir=args.out_dir, width=args.width, batch_size=args.batch_size, lr=args.lr, schedule=args.schedule,
+        out_dir=args.out_dir, width=args.width, batch_size=args.batch, lr=args.lr, schedule=args.schedule,
         warmup_steps=args.warmup_steps, epochs=args.epochs, max_steps=args.max_steps, max_minutes=args.max_minutes,
         eval_every=args.eval_every, seed=args.seed, order_seed=args.order_seed, augment=not args.no_augment,
         threads=args.threads, resume=args.resume, init_from=args.init_from, progress=not args.quiet,
@@ -234,7 +239,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     scores = {}
 
     def network(ps):
-        scores[("RRL-Net", ps.name)] = s = score_with(model, ps.patches, args.batch_size, show_progress=not args.quiet,
+        scores[("RRL-Net", ps.name)] = s = score_with(model, ps.patches, args.batch, show_progress=not args.quiet,
                                                        desc=ps.name, source=ps.name)
         return s
 
@@ -292,7 +297,7 @@ def cmd_qat(args: argparse.Namespace) -> int:
     parts = [concat(load_sets(d, "train", PatchConfig(), progress=not args.quiet)[0], d.name) for d in datas]
     train = concat({p.name: p for p in parts}, "train")
     cfg = QATConfig(checkpoint=args.checkpoint, int8_onnx=args.int8, out=args.out, steps=args.steps,
-                    batch_size=args.batch_size, lr=args.lr, seed=args.seed, threads=args.threads,
+                    batch_size=args.batch, lr=args.lr, seed=args.seed, threads=args.threads,
                     progress=not args.quiet)
     record = finetune(cfg, train)
     print(f"QAT: {args.steps} steps on {len(train)} training pairs, {len(record['quantized_convs'])} INT8 "
@@ -309,7 +314,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from rrl_edge import __version__
+
     parser = _Parser(prog="rrl-edge", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"rrl-edge {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("model-info", help="parameters and GFLOPs of the deployed and training graphs")
@@ -321,86 +329,108 @@ def build_parser() -> argparse.ArgumentParser:
     data_sub = p.add_subparsers(dest="data_command", required=True)
     b = data_sub.add_parser("build", help="cut 64x64 patch pairs (cached, with a manifest)")
     b.add_argument("--data", help="folder of image pairs (vis-nir or roadscene layout); default: the shared VIS-NIR set")
-    b.add_argument("--out", help="write here instead of the cache")
-    b.add_argument("--quiet", action="store_true")
+    hidden_alias(b, "--out", b.add_argument("--out-dir", help="write this folder instead of the cache"))
+    b.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_patch_options(b)
     b.set_defaults(func=cmd_data_build)
 
     b = data_sub.add_parser("synth", help="synthetic cross-spectral pairs (exact geometry) from visible images")
     b.add_argument("--from", dest="source", required=True, metavar="DIR",
                    help="a dataset folder (its training split's VIS images) or any folder of visible images")
-    b.add_argument("--out", required=True, help="the pairs folder to write (vis/ + other/ + SYNTHETIC.json)")
-    b.add_argument("--copies", type=positive_int, default=1, help="renderings per source image (default 1)")
-    b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--quiet", action="store_true")
+    one = b.add_mutually_exclusive_group(required=True)  # --out-dir, or its old spelling --out
+    hidden_alias(one, "--out", one.add_argument("--out-dir", help="the pairs folder to write (vis/ + other/ + "
+                                                                  "SYNTHETIC.json)"))
+    b.add_argument("--copies", type=positive_int, default=1, help="renderings per source image (default %(default)s)")
+    b.add_argument("--seed", type=int, default=0, help="(default %(default)s)")
+    b.add_argument("--quiet", action="store_true", help="no progress bars")
     b.set_defaults(func=cmd_data_synth)
 
-    p = sub.add_parser("train", help="MLPP training; keeps the best validation checkpoint")
-    p.add_argument("--data", action="append",
-                   help="image-pair folder or published .npy patch file (default: shared VIS-NIR); repeat it to train "
-                        "one joint model on several camera pairs (validation: the mean of each set's FPR95)")
-    p.add_argument("--val-data", help="validation patch file (with a patch-file --data)")
-    p.add_argument("--out-dir", default="runs/rrlnet")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                   help="where to train (auto: CUDA when this PyTorch sees a GPU)")
-    p.add_argument("--no-amp", action="store_true", help="on CUDA, train in float32 instead of bfloat16 autocast")
-    p.add_argument("--width", type=width, default=0.25)
-    p.add_argument("--batch-size", type=batch_size, default=64)
-    p.add_argument("--lr", type=learning_rate, default=1e-3, help="peak learning rate of Nadam (paper: 2e-4 constant)")
-    p.add_argument("--schedule", choices=("cosine", "constant"), default="cosine")
-    p.add_argument("--warmup-steps", type=int, default=200)
-    p.add_argument("--epochs", type=positive_float, default=10.0, help="passes over the training pairs")
-    p.add_argument("--max-steps", type=positive_int)
-    p.add_argument("--max-minutes", type=positive_float)
-    p.add_argument("--eval-every", type=positive_int, default=250)
-    p.add_argument("--threads", type=thread_count)
-    p.add_argument("--no-augment", action="store_true")
-    p.add_argument("--modality", default="", metavar="FAMILIES",
-                   help="modality randomization for cameras not trained on: 'all' or comma-separated families of "
-                        "curve, remap, invert, field, thermal, jpeg (default: none)")
-    p.add_argument("--modality-prob", type=unit_fraction, default=0.5, metavar="P",
-                   help="chance that each family redraws each patch (default 0.5)")
-    p.add_argument("--hard-negatives", type=unit_fraction, default=1.0, metavar="FRACTION",
-                   help="online hard-negative mining: the BCE terms keep this fraction of each batch's negatives, "
-                        "those scored highest (default 1: all)")
-    p.add_argument("--order-seed", type=int, default=None,
-                   help="seed of the batch order and augmentation (default: --seed, which also fixes the cut and "
-                        "splits); give a new one when continuing from --init-from so the run does not replay the "
-                        "same first batches")
-    p.add_argument("--compile", action="store_true", help="torch.compile the training graph (slow start, faster steps)")
-    p.add_argument("--resume", help="a last.pt to continue exactly where it stopped")
-    p.add_argument("--overwrite", action="store_true", help="train into a non-empty --out-dir, replacing its run")
-    p.add_argument("--init-from", help="start from a checkpoint's weights ('shipped': the packaged model for this data)")
-    p.add_argument("--quiet", action="store_true")
-    _add_patch_options(p)
+    from rrl_edge.training.config import DEVICES, SCHEDULES, QATConfig, TrainConfig
+
+    cfg = defaults_of(TrainConfig)
+    p = sub.add_parser("train", help="MLPP training; keeps the best validation checkpoint", formatter_class=HelpFormatter,
+                       epilog=example("rrl-edge train --data ../shared/data/vis-nir --out-dir runs/visnir --max-minutes 70"))
+    inputs, outputs, settings = command_groups(p)
+    inputs.add_argument("--data", action="append",
+                        help="image-pair folder or published .npy patch file (default: shared VIS-NIR); repeat it to "
+                             "train one joint model on several camera pairs (validation: the mean of each set's FPR95)")
+    inputs.add_argument("--val-data", help="validation patch file (with a patch-file --data)")
+    inputs.add_argument("--resume", default=cfg["resume"], help="a last.pt to continue exactly where it stopped")
+    inputs.add_argument("--init-from", default=cfg["init_from"],
+                        help="start from a checkpoint's weights ('shipped': the packaged model for this data)")
+    outputs.add_argument("--out-dir", default=cfg["out_dir"], help="best.pt, last.pt and the curve (default %(default)s)")
+    outputs.add_argument("--overwrite", action="store_true", help="train into a non-empty --out-dir, replacing its run")
+    settings.add_argument("--device", choices=DEVICES, default=cfg["device"],
+                          help="where to train (auto: CUDA when this PyTorch sees a GPU) (default %(default)s)")
+    settings.add_argument("--no-amp", action="store_true", default=not cfg["amp"],
+                          help="on CUDA, train in float32 instead of bfloat16 autocast")
+    settings.add_argument("--width", type=width, default=cfg["width"], help="channel multiplier (default %(default)s)")
+    batch = settings.add_argument("--batch", type=batch_size, default=cfg["batch_size"],
+                                  help="training pairs per step (default %(default)s)")
+    hidden_alias(p, "--batch-size", batch)
+    settings.add_argument("--lr", type=learning_rate, default=cfg["lr"],
+                          help="peak learning rate of Nadam (default %(default)s; paper: 2e-4 constant)")
+    settings.add_argument("--schedule", choices=SCHEDULES, default=cfg["schedule"], help="(default %(default)s)")
+    settings.add_argument("--warmup-steps", type=int, default=cfg["warmup_steps"], help="(default %(default)s)")
+    settings.add_argument("--epochs", type=positive_float, default=cfg["epochs"],
+                          help="passes over the training pairs (default %(default)s)")
+    settings.add_argument("--max-steps", type=positive_int, default=cfg["max_steps"])
+    settings.add_argument("--max-minutes", type=positive_float, default=cfg["max_minutes"])
+    settings.add_argument("--eval-every", type=positive_int, default=cfg["eval_every"],
+                          help="steps between validations and checkpoints (default %(default)s)")
+    settings.add_argument("--threads", type=thread_count, default=cfg["threads"], help="torch CPU threads")
+    settings.add_argument("--no-augment", action="store_true", default=not cfg["augment"])
+    settings.add_argument("--modality", default=cfg["modality"], metavar="FAMILIES",
+                          help="modality randomization for cameras not trained on: 'all' or comma-separated families "
+                               "of curve, remap, invert, field, thermal, jpeg (default: none)")
+    settings.add_argument("--modality-prob", type=unit_fraction, default=cfg["modality_prob"], metavar="P",
+                          help="chance that each family redraws each patch (default %(default)s)")
+    settings.add_argument("--hard-negatives", type=unit_fraction, default=cfg["hard_negatives"], metavar="FRACTION",
+                          help="online hard-negative mining: the BCE terms keep this fraction of each batch's "
+                               "negatives, those scored highest (default %(default)s: all)")
+    settings.add_argument("--order-seed", type=int, default=cfg["order_seed"],
+                          help="seed of the batch order and augmentation (default: --seed, which also fixes the cut "
+                               "and splits); give a new one when continuing from --init-from so the run does not "
+                               "replay the same first batches")
+    settings.add_argument("--compile", action="store_true", default=cfg["compile"],
+                          help="torch.compile the training graph (slow start, faster steps)")
+    settings.add_argument("--quiet", action="store_true", default=not cfg["progress"], help="no progress bars")
+    _add_patch_options(p.add_argument_group(PATCH_CUTTING))
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("eval", help="FPR95 per category and the mean")
-    p.add_argument("--data", help="image-pair folder or .npy patch file (default: shared VIS-NIR)")
-    p.add_argument("--labels", help="labels .npy for a patch file (found beside it by default)")
-    p.add_argument("--checkpoint", help="default: the shipped model")
-    p.add_argument("--split", choices=("train", "val", "test"), default="test")
-    p.add_argument("--categories", help="comma-separated subset of categories")
-    p.add_argument("--baseline", choices=("sift",), help="also score a classical baseline")
-    p.add_argument("--batch-size", type=batch_size, default=256)
-    p.add_argument("--json", help="write {categories: {name: {fpr95, pairs}}, mean_fpr95, separation} here")
-    p.add_argument("--roc", help="write a ROC plot (PNG) here")
-    p.add_argument("--hist", help="write the score distributions of matches and non-matches (PNG) here")
-    p.add_argument("--quiet", action="store_true")
-    _add_patch_options(p)
+    p = sub.add_parser("eval", help="FPR95 per category and the mean", formatter_class=HelpFormatter,
+                       epilog=example("rrl-edge eval --data ../shared/data/roadscene --json eval.json --roc roc.png"))
+    inputs, outputs, settings = command_groups(p)
+    inputs.add_argument("--data", help="image-pair folder or .npy patch file (default: shared VIS-NIR)")
+    inputs.add_argument("--labels", help="labels .npy for a patch file (found beside it by default)")
+    inputs.add_argument("--checkpoint", help="default: the shipped model")
+    inputs.add_argument("--split", choices=("train", "val", "test"), default="test", help="(default %(default)s)")
+    inputs.add_argument("--categories", help="comma-separated subset of categories")
+    outputs.add_argument("--json", help="write {categories: {name: {fpr95, pairs}}, mean_fpr95, separation} here")
+    outputs.add_argument("--roc", help="write a ROC plot (PNG) here")
+    outputs.add_argument("--hist", help="write the score distributions of matches and non-matches (PNG) here")
+    settings.add_argument("--baseline", choices=("sift",), help="also score a classical baseline")
+    batch = settings.add_argument("--batch", type=batch_size, default=256,
+                                  help="pairs per inference call (default %(default)s)")
+    hidden_alias(p, "--batch-size", batch)
+    settings.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_patch_options(p.add_argument_group(PATCH_CUTTING))
     p.set_defaults(func=cmd_eval)
+
+    qat = defaults_of(QATConfig)
     p = sub.add_parser("qat", help="quantization-aware fine-tuning with the rounding of an export's rrl.int8.onnx")
     p.add_argument("--checkpoint", required=True, help="the model to fine-tune (the one rrl.int8.onnx came from)")
     p.add_argument("--int8", required=True, help="rrl.int8.onnx of its export: which layers round, at which scales")
     p.add_argument("--data", action="append", help="image-pair folder whose training split trains (repeat; default: "
                    "the shared VIS-NIR and RoadScene sets, the joint model's data)")
     p.add_argument("--out", required=True, help="the fine-tuned checkpoint (.pt) to write")
-    p.add_argument("--steps", type=positive_int, default=600, help="optimizer steps (default 600)")
-    p.add_argument("--batch-size", type=batch_size, default=64)
-    p.add_argument("--lr", type=learning_rate, default=2e-5, help="Adam learning rate (default 2e-5)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=thread_count, help="torch CPU threads")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--steps", type=positive_int, default=qat["steps"], help="optimizer steps (default %(default)s)")
+    hidden_alias(p, "--batch-size", p.add_argument("--batch", type=batch_size, default=qat["batch_size"],
+                                                   help="training pairs per step (default %(default)s)"))
+    p.add_argument("--lr", type=learning_rate, default=qat["lr"], help="Adam learning rate (default %(default)s)")
+    p.add_argument("--seed", type=int, default=qat["seed"], help="(default %(default)s)")
+    p.add_argument("--threads", type=thread_count, default=qat["threads"], help="torch CPU threads")
+    p.add_argument("--quiet", action="store_true", default=not qat["progress"], help="no progress bars")
     p.set_defaults(func=cmd_qat)
 
     from rrl_edge.export.commands import add_commands as add_export_commands

@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rrl_edge.argtypes import at_most, non_negative_float, non_negative_int
+from rrl_edge.argtypes import (HelpFormatter, at_most, command_groups, defaults_of, example, non_negative_float,
+                               non_negative_int)
 from rrl_edge.limits import MAX_BENCH_SECONDS, MAX_THREADS
 from rrl_edge.errors import InputError
 
@@ -49,26 +50,39 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def add_command(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    from rrl_edge.runtime.bench import BenchConfig
     from rrl_edge.runtime.registry import backend_choices
 
+    config = defaults_of(BenchConfig)
     p = sub.add_parser("bench", help="latency (p50, p99), pairs/s and peak memory per artifact and batch size",
                        description="Latency (p50, p99 per batch call), pairs/s and peak memory of each artifact at "
                                    "each batch size, each artifact in its own process; a checkpoint runs as "
-                                   "PyTorch eager and is the baseline of the ratios.")
-    p.add_argument("artifacts", nargs="+", metavar="ART",
-                   help="engines (.plan/.engine), ONNX models (.onnx) or checkpoints (.pt: PyTorch eager, the baseline)")
-    p.add_argument("--batch", type=_batches, default=(1, 8, 64, 256), help="comma-separated batch sizes (default 1,8,64,256)")
-    p.add_argument("--data", help="time real test pairs from a patch file, patch build or image-pair folder "
-                                  "(default: seeded random uint8 pairs; timing does not depend on the pixels)")
-    p.add_argument("--threads", type=at_most(non_negative_int, MAX_THREADS, "a thread count"), default=0, help="CPU threads for every backend (default: all cores)")
-    p.add_argument("--seconds", type=at_most(non_negative_float, MAX_BENCH_SECONDS, "--seconds"), default=2.0, help="minimum timed seconds per artifact and batch (default 2)")
-    p.add_argument("--iters", type=non_negative_int, default=20, help="minimum timed runs per artifact and batch (default 20)")
-    p.add_argument("--warmup", type=non_negative_int, default=3, help="untimed runs first (default 3)")
-    p.add_argument("--backend", choices=backend_choices(), default="auto",
-                   help="backend for every artifact (default: by file suffix)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random or sampled pairs (default 0)")
-    p.add_argument("--json", help='write {"results": [{artifact, backend, precision, batch, p50_ms, p99_ms, '
-                                  'pairs_per_s, ...}], ...} here')
-    p.add_argument("--plot", help="write latency and pairs/s against batch size (PNG) here")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+                                   "PyTorch eager and is the baseline of the ratios.",
+                       formatter_class=HelpFormatter,
+                       epilog=example("rrl-edge bench rrl_edge/weights/rrlnet_visnir.pt deploy/rrl.onnx "
+                                      "--batch 1,8,64,256 --json bench.json"))
+    inputs, outputs, settings = command_groups(p)
+    inputs.add_argument("artifacts", nargs="+", metavar="ART",
+                        help="engines (.plan/.engine), ONNX models (.onnx) or checkpoints (.pt: PyTorch eager, the "
+                             "baseline)")
+    inputs.add_argument("--data", help="time real test pairs from a patch file, patch build or image-pair folder "
+                                       "(default: seeded random uint8 pairs; timing does not depend on the pixels)")
+    outputs.add_argument("--json", help='write {"results": [{artifact, backend, precision, batch, p50_ms, p99_ms, '
+                                        'pairs_per_s, ...}], ...} here')
+    outputs.add_argument("--plot", help="write latency and pairs/s against batch size (PNG) here")
+    settings.add_argument("--batch", type=_batches, default=config["batches"],
+                          help=f"comma-separated batch sizes (default {','.join(map(str, config['batches']))})")
+    settings.add_argument("--threads", type=at_most(non_negative_int, MAX_THREADS, "a thread count"),
+                          default=config["threads"], help="CPU threads for every backend (default: all cores)")
+    settings.add_argument("--seconds", type=at_most(non_negative_float, MAX_BENCH_SECONDS, "--seconds"),
+                          default=config["seconds"],
+                          help="minimum timed seconds per artifact and batch (default %(default)s)")
+    settings.add_argument("--iters", type=non_negative_int, default=config["min_iters"],
+                          help="minimum timed runs per artifact and batch (default %(default)s)")
+    settings.add_argument("--warmup", type=non_negative_int, default=config["warmup"],
+                          help="untimed runs first (default %(default)s)")
+    settings.add_argument("--backend", choices=backend_choices(), default=config["backend"],
+                          help="backend for every artifact (default: by file suffix)")
+    settings.add_argument("--seed", type=int, default=0, help="seed of the random or sampled pairs (default %(default)s)")
+    settings.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_bench)

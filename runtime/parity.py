@@ -23,6 +23,7 @@ from rrl_edge.runtime.inputs import InputSet
 from rrl_edge.runtime.runner import Runner, score_pairs
 
 THRESHOLD = 0.5  # a score at or above it says "same place"
+DEFAULT_BUDGET = 0.3  # FPR95 points: `rrl-edge parity --budget` and the export's INT8 proof
 DIGITS = 4  # FPR95 values and deltas are reported, and judged, rounded to 1e-4 points
 
 Scores = Mapping[str, np.ndarray]

@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 from typing import Optional
 
-from rrl_edge.argtypes import batch_size, thread_count
+from rrl_edge.argtypes import HelpFormatter, batch_size, command_groups, example, thread_count
 from rrl_edge.errors import InputError
 
 DESCRIPTION = """\
@@ -42,24 +42,31 @@ def _budget(text: str) -> float:
 
 
 def add_command(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    from rrl_edge.runtime.parity import DEFAULT_BUDGET
+
     p = sub.add_parser("parity", help="FPR95 of artifacts vs their reference on real pairs (exit 1 when one fails)",
-                       description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--reference", required=True, help="what the candidates are compared with: a checkpoint (.pt), "
-                   "or an ONNX model / engine")
-    p.add_argument("--candidate", action="append", required=True, metavar="ART",
-                   help="an artifact to check (.onnx, .plan/.engine, .pt); repeat for several")
-    p.add_argument("--data", help="image-pair folder, patch build folder or labelled .npy patch file "
-                   "(default: the shared VIS-NIR folder, its test split)")
-    p.add_argument("--labels", help="labels .npy for a patch file (found beside it by default)")
-    p.add_argument("--split", choices=("train", "val", "test"), default="test", help="split of a build or image folder")
-    p.add_argument("--budget", type=_budget, default=0.3, help="FPR95 points the mean may move by, and beyond "
-                   "which no category may move beyond its bootstrap interval (default 0.3)")
-    p.add_argument("--json", help="write the report as JSON here (folders are created)")
-    p.add_argument("--plot", help="write the ROC plot of all artifacts (PNG) here")
-    p.add_argument("--batch", type=batch_size, default=256, help="pairs per inference call (default 256; "
-                   "capped at an engine's profile maximum)")
-    p.add_argument("--threads", type=thread_count, help="CPU threads of the torch and ONNX Runtime runners")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+                       description=DESCRIPTION, formatter_class=HelpFormatter,
+                       epilog=EPILOG + "\n\n" + example("rrl-edge parity --reference rrl_edge/weights/rrlnet_joint.pt "
+                                                        "--candidate deploy/rrl.int8.onnx --json parity.json"))
+    inputs, outputs, settings = command_groups(p)
+    inputs.add_argument("--reference", required=True, help="what the candidates are compared with: a checkpoint "
+                        "(.pt), or an ONNX model / engine")
+    inputs.add_argument("--candidate", action="append", required=True, metavar="ART",
+                        help="an artifact to check (.onnx, .plan/.engine, .pt); repeat for several")
+    inputs.add_argument("--data", help="image-pair folder, patch build folder or labelled .npy patch file "
+                        "(default: the shared VIS-NIR folder, its test split)")
+    inputs.add_argument("--labels", help="labels .npy for a patch file (found beside it by default)")
+    inputs.add_argument("--split", choices=("train", "val", "test"), default="test",
+                        help="split of a build or image folder (default %(default)s)")
+    outputs.add_argument("--json", help="write the report as JSON here (folders are created)")
+    outputs.add_argument("--plot", help="write the ROC plot of all artifacts (PNG) here")
+    settings.add_argument("--budget", type=_budget, default=DEFAULT_BUDGET, help="FPR95 points the mean may move "
+                          "by, and beyond which no category may move beyond its bootstrap interval (default "
+                          "%(default)s)")
+    settings.add_argument("--batch", type=batch_size, default=256, help="pairs per inference call (default "
+                          "%(default)s; capped at an engine's profile maximum)")
+    settings.add_argument("--threads", type=thread_count, help="CPU threads of the torch and ONNX Runtime runners")
+    settings.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_parity)
 
 

@@ -16,7 +16,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from rrl_edge.argtypes import batch_size, thread_count
+from rrl_edge.argtypes import HelpFormatter, batch_size, command_groups, example, thread_count
 from rrl_edge.errors import InputError
 from rrl_edge.runtime.inputs import InputSet
 
@@ -135,23 +135,29 @@ def cmd_run(args: argparse.Namespace) -> int:
 def add_command(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     from rrl_edge.runtime.registry import backend_choices
 
-    p = sub.add_parser("run", help="score patch pairs with an engine, ONNX model or checkpoint (FPR95 if labelled)")
-    p.add_argument("--engine", required=True, metavar="ART",
-                   help="TensorRT engine (.plan/.engine), ONNX model (.onnx, FP32 or INT8) or checkpoint (.pt)")
-    p.add_argument("--data", required=True, help="patch file (.npy, labels beside it optional), patch build folder, "
-                                                 "or folder of registered image pairs (cut as in training)")
-    p.add_argument("--labels", help="labels .npy for a patch file (default: found beside it)")
-    p.add_argument("--split", default="test", choices=("train", "val", "test"), help="split of a folder (default test)")
-    p.add_argument("--out", help="write every score here: .npy (float32, categories in order) or .csv")
-    p.add_argument("--batch", type=batch_size, default=64, help="pairs per inference (split to the engine's maximum)")
-    p.add_argument("--backend", choices=backend_choices(), default="auto",
-                   help="default: from the file (.plan -> TensorRT, .onnx -> ONNX Runtime on the CPU, .pt -> PyTorch)")
-    p.add_argument("--threads", type=thread_count, help="CPU threads (ONNX Runtime, PyTorch)")
-    p.add_argument("--device", help="TensorRT: GPU index (default 0); PyTorch: cpu (default), cuda or cuda:N")
-    p.add_argument("--no-manifest", action="store_true",
-                   help="TensorRT: run an engine built elsewhere (trtexec) that has no rrl-edge manifest beside it; "
-                        "nothing about where it came from is checked, only its own inputs and output (`rrl-edge "
-                        "build` makes engines whose manifest is checked)")
-    p.add_argument("--json", help="write the run's summary (backend, precision, pairs/s, FPR95) here")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p = sub.add_parser("run", help="score patch pairs with an engine, ONNX model or checkpoint (FPR95 if labelled)",
+                       formatter_class=HelpFormatter,
+                       epilog=example("rrl-edge run --engine rrl.plan --data pairs.npy --out scores.csv"))
+    inputs, outputs, settings = command_groups(p)
+    inputs.add_argument("--engine", required=True, metavar="ART",
+                        help="TensorRT engine (.plan/.engine), ONNX model (.onnx, FP32 or INT8) or checkpoint (.pt)")
+    inputs.add_argument("--data", required=True, help="patch file (.npy, labels beside it optional), patch build "
+                                                      "folder, or folder of registered image pairs (cut as in training)")
+    inputs.add_argument("--labels", help="labels .npy for a patch file (default: found beside it)")
+    inputs.add_argument("--split", default="test", choices=("train", "val", "test"),
+                        help="split of a folder (default %(default)s)")
+    outputs.add_argument("--out", help="write every score here: .npy (float32, categories in order) or .csv")
+    outputs.add_argument("--json", help="write the run's summary (backend, precision, pairs/s, FPR95) here")
+    settings.add_argument("--batch", type=batch_size, default=64,
+                          help="pairs per inference (split to the engine's maximum) (default %(default)s)")
+    settings.add_argument("--backend", choices=backend_choices(), default="auto",
+                          help="default: from the file (.plan -> TensorRT, .onnx -> ONNX Runtime on the CPU, .pt -> "
+                               "PyTorch)")
+    settings.add_argument("--threads", type=thread_count, help="CPU threads (ONNX Runtime, PyTorch)")
+    settings.add_argument("--device", help="TensorRT: GPU index (default 0); PyTorch: cpu (default), cuda or cuda:N")
+    settings.add_argument("--no-manifest", action="store_true",
+                          help="TensorRT: run an engine built elsewhere (trtexec) that has no rrl-edge manifest beside "
+                               "it; nothing about where it came from is checked, only its own inputs and output "
+                               "(`rrl-edge build` makes engines whose manifest is checked)")
+    settings.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_run)

@@ -50,7 +50,7 @@ if [ -n "${DEPLOY:-}" ]; then
     mkdir -p "$OUT"
     echo "== device check of $DEPLOY: TensorRT FP32 / FP16 / INT8 engines against the export's PyTorch scores"
     status=0
-    rrl_edge device-check --deploy "$DEPLOY" --report "$OUT/device-check.json" --work-dir "$OUT/engines" || status=$?
+    rrl_edge device-check --deploy "$DEPLOY" --json "$OUT/device-check.json" --work-dir "$OUT/engines" || status=$?
     echo "GPU parity: report in $OUT/device-check.json (exit $status)"
     exit $status
 fi
@@ -71,7 +71,7 @@ rrl_edge export --checkpoint "$CHECKPOINT" --int8 --out-dir "$OUT" --quiet
 status=0
 if [ "${TRT_STATUS%% *}" = yes ]; then
     echo "== device check: TensorRT FP32 / FP16 / INT8 engines"
-    rrl_edge device-check --deploy "$OUT" --report "$OUT/device-check.json" --work-dir "$OUT/engines" || status=1
+    rrl_edge device-check --deploy "$OUT" --json "$OUT/device-check.json" --work-dir "$OUT/engines" || status=1
     echo "== parity of the engines against $CHECKPOINT on $DATA"
     rrl_edge parity --reference "$CHECKPOINT" --candidate "$OUT/rrl.onnx" --candidate "$OUT/engines/rrl.fp32.plan" \
         --candidate "$OUT/engines/rrl.fp16.plan" --candidate "$OUT/engines/rrl.int8.plan" \

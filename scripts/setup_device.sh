@@ -113,4 +113,4 @@ else:
 
     print(f"ONNX Runtime {onnxruntime.__version__} (CPU) stands in for TensorRT")
 PY
-echo "device environment ready: $VENV (activate with: source $VENV/bin/activate); next: rrl-edge device-check --deploy deploy/ --report report.json"
+echo "device environment ready: $VENV (activate with: source $VENV/bin/activate); next: rrl-edge device-check --deploy deploy/ --json report.json"

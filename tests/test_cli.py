@@ -121,7 +121,7 @@ def test_train_on_two_data_sources_records_both(tmp_path, visnir_test):
         files += ["--data", str(tmp_path / f"{name}_patches.npy")]
     run_dir = tmp_path / "run"
     result = run_cli("train", *files, "--out-dir", str(run_dir), "--width", "0.125", "--max-steps", "2",
-                     "--eval-every", "2", "--batch-size", "16", "--quiet")
+                     "--eval-every", "2", "--batch", "16", "--quiet")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "of urban_patches.npy + street_patches.npy" in result.stdout
     payload = torch.load(run_dir / "last.pt", weights_only=True)

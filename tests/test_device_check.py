@@ -75,7 +75,7 @@ def test_device_check_on_python38_with_numpy_124_and_onnxruntime_only(deploy, tm
 
     venv = device_venv(tmp_path)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    run = subprocess.run([str(venv / "bin/rrl-edge"), "device-check", "--deploy", str(deploy), "--report",
+    run = subprocess.run([str(venv / "bin/rrl-edge"), "device-check", "--deploy", str(deploy), "--json",
                           str(tmp_path / "report.json"), "--backend", "onnxruntime", "--quiet"],
                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
@@ -96,7 +96,7 @@ def test_dla_core_is_a_tensorrt_option_and_must_not_be_negative(tmp_path, capsys
     parser = build_parser()
     assert parser.parse_args(["build", "--onnx", "rrl.int8.onnx", "--dla-core", "1"]).dla_core == 1
     assert parser.parse_args(["build", "--onnx", "rrl.onnx"]).dla_core is None
-    assert parser.parse_args(["device-check", "--deploy", "d", "--report", "r.json", "--dla-core", "0"]).dla_core == 0
+    assert parser.parse_args(["device-check", "--deploy", "d", "--json", "r.json", "--dla-core", "0"]).dla_core == 0
     for fp in ("rrl.onnx", "rrl.int8.onnx"):
         (tmp_path / fp).write_bytes(b"onnx")
     with pytest.raises(InputError, match="--dla-core: the DLA is TensorRT's"):

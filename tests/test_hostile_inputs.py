@@ -455,7 +455,7 @@ def test_oserror_mid_write_is_one_line(tmp_path: Path, checkpoint: Path, capsys:
 def _train_argv(tmp: Path) -> List[str]:
     data = _patch_file(tmp / "in", n=256)
     return [sys.executable, "-m", "rrl_edge.cli", "train", "--data", str(data), "--out-dir", str(tmp / "run"),
-            "--batch-size", "8", "--max-steps", "100000", "--eval-every", "100000", "--threads", "1", "--quiet"]
+            "--batch", "8", "--max-steps", "100000", "--eval-every", "100000", "--threads", "1", "--quiet"]
 
 
 @pytest.mark.parametrize("sig, code, word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")])

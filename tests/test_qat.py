@@ -58,7 +58,7 @@ def test_qat_command_writes_a_checkpoint_that_scores_like_its_parent(default_onn
 
     out = tmp_path / "qat.pt"
     rc = main(["qat", "--checkpoint", str(shipped_checkpoint()), "--int8", str(default_onnx / "rrl.int8.onnx"),
-               "--data", str(data_root / "vis-nir"), "--out", str(out), "--steps", "3", "--batch-size", "16",
+               "--data", str(data_root / "vis-nir"), "--out", str(out), "--steps", "3", "--batch", "16",
                "--quiet"])
     stdout, err = capsys.readouterr()
     assert rc == 0, err

@@ -102,7 +102,7 @@ def test_ddp_on_two_cpu_processes(tmp_path, country):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            "-m", "rrl_edge.cli", "train", "--data", str(tmp_path / "train_patches.npy"),
            "--val-data", str(tmp_path / "val_patches.npy"), "--out-dir", str(tmp_path / "run"),
-           "--width", "0.125", "--batch-size", "16", "--max-steps", "4", "--eval-every", "2", "--threads", "1", "--quiet"]
+           "--width", "0.125", "--batch", "16", "--max-steps", "4", "--eval-every", "2", "--threads", "1", "--quiet"]
     result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     curve = json.loads((tmp_path / "run" / "curve.json").read_text())

@@ -9,3 +9,6 @@ registers its sub-commands through :func:`rrl_edge.registration.commands.add_com
 # on a device without OpenCV); "auto": similarities, an affine only where template matching's matches demand one
 # (GRIC and a 2-px gain: estimate.refit, pipeline.RegisterConfig.motion)
 MOTIONS = ("auto", "similarity", "affine")
+# RegisterConfig's defaults that `rrl-edge register` flags show, here for the same reason
+DEFAULT_MOTION = "auto"
+FIRST_ROUND_KEYPOINTS = 64  # VIS keypoints of the first network round (RegisterConfig.rounds[0])

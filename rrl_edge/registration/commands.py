@@ -12,8 +12,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from rrl_edge.argtypes import positive_int, thread_count
-from rrl_edge.registration import MOTIONS
+from rrl_edge.argtypes import HelpFormatter, command_groups, example, positive_int, thread_count
+from rrl_edge.registration import DEFAULT_MOTION, FIRST_ROUND_KEYPOINTS, MOTIONS
 
 
 def _config(args: argparse.Namespace) -> Any:  # RegisterConfig
@@ -81,7 +81,8 @@ def cmd_register_eval(args: argparse.Namespace) -> int:
     engine = args.engine or shipped_for_layout(layout)
     guard_outputs({"--data": [data], "--engine": [engine]}, files={"--json": args.json, "--plot": args.plot})
     with _open(engine, args.backend, args.threads) as runner:
-        report = evaluate(data, runner, _config(args), args.limit, args.seed, sift=not args.no_sift)
+        report = evaluate(data, runner, _config(args), args.limit, args.seed, sift=not args.no_sift,
+                          show_progress=not args.quiet)
     report["engine"] = str(engine)
     print(format_table(report))
     print(f"network pairs scored per image pair: {report['pairs_scored_per_image_pair']:.0f}")
@@ -97,48 +98,59 @@ def cmd_register_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _common(p: argparse.ArgumentParser, backend_choices: Any) -> None:
-    p.add_argument("--engine", help="TensorRT engine, ONNX model (FP32 or INT8) or checkpoint "
-                                    "(default: the shipped model; register: VIS-NIR's, register-eval: the data's)")
-    p.add_argument("--backend", default="auto", choices=backend_choices, help="default: from the file suffix")
-    p.add_argument("--threads", type=thread_count, default=None, help="CPU threads of the runner")
-    p.add_argument("--keypoints", type=positive_int, default=64,
-                   help="VIS keypoints in the first network round (twice as many in the second)")
-    p.add_argument("--no-refine", action="store_true",
-                   help="leave out the final polish (ECC and template matching of the gradient maps; ablation)")
-    p.add_argument("--network-always", action="store_true",
-                   help="run the network rounds on every pair, also where ECC and template matching agree (ablation)")
-    p.add_argument("--no-classical", action="store_true",
-                   help="do not try SIFT + MAGSAC's affine as a second start of the dense path (ablation)")
-    p.add_argument("--no-consensus", action="store_true",
-                   help="keep the network's refusal of ECC even where ECC from two starts agrees (ablation)")
-    p.add_argument("--no-template", action="store_true",
-                   help="polish with ECC only, without the local template matching after it (ablation)")
-    p.add_argument("--motion", choices=MOTIONS, default="auto",
-                   help="what the fits may be: a similarity (rotation, scale, shift), a full affine, or auto "
-                        "(default: similarities, an affine only where template matching's matches show another aspect)")
+def _common(inputs: Any, settings: Any, backend_choices: Any) -> None:
+    inputs.add_argument("--engine", help="TensorRT engine, ONNX model (FP32 or INT8) or checkpoint "
+                                         "(default: the shipped model; register: VIS-NIR's, register-eval: the data's)")
+    settings.add_argument("--backend", default="auto", choices=backend_choices, help="default: from the file suffix")
+    settings.add_argument("--threads", type=thread_count, default=None, help="CPU threads of the runner")
+    settings.add_argument("--keypoints", type=positive_int, default=FIRST_ROUND_KEYPOINTS,
+                          help="VIS keypoints in the first network round (twice as many in the second) "
+                               "(default %(default)s)")
+    settings.add_argument("--no-refine", action="store_true",
+                          help="leave out the final polish (ECC and template matching of the gradient maps; ablation)")
+    settings.add_argument("--network-always", action="store_true",
+                          help="run the network rounds on every pair, also where ECC and template matching agree "
+                               "(ablation)")
+    settings.add_argument("--no-classical", action="store_true",
+                          help="do not try SIFT + MAGSAC's affine as a second start of the dense path (ablation)")
+    settings.add_argument("--no-consensus", action="store_true",
+                          help="keep the network's refusal of ECC even where ECC from two starts agrees (ablation)")
+    settings.add_argument("--no-template", action="store_true",
+                          help="polish with ECC only, without the local template matching after it (ablation)")
+    settings.add_argument("--motion", choices=MOTIONS, default=DEFAULT_MOTION,
+                          help="what the fits may be: a similarity (rotation, scale, shift), a full affine, or auto "
+                               "(default %(default)s: similarities, an affine only where template matching's matches "
+                               "show another aspect)")
 
 
 def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     from rrl_edge.runtime.registry import backend_choices
 
-    p = sub.add_parser("register", help="affine registration of a VIS image and a NIR/thermal image")
-    p.add_argument("vis", help="visible image")
-    p.add_argument("other", help="the other spectrum's image (NIR or thermal)")
-    _common(p, backend_choices())
-    p.add_argument("--json", help="write {affine, inliers, seconds, ...}")
-    p.add_argument("--warp", help="PNG: the other image warped onto the VIS grid")
-    p.add_argument("--overlay", help="PNG: checkerboard of VIS and the warped other image")
+    p = sub.add_parser("register", help="affine registration of a VIS image and a NIR/thermal image",
+                       formatter_class=HelpFormatter,
+                       epilog=example("rrl-edge register VIS.jpg NIR.jpg --json reg.json --overlay check.png"))
+    inputs, outputs, settings = command_groups(p)
+    inputs.add_argument("vis", help="visible image")
+    inputs.add_argument("other", help="the other spectrum's image (NIR or thermal)")
+    _common(inputs, settings, backend_choices())
+    outputs.add_argument("--json", help="write {affine, inliers, seconds, ...}")
+    outputs.add_argument("--warp", help="PNG: the other image warped onto the VIS grid")
+    outputs.add_argument("--overlay", help="PNG: checkerboard of VIS and the warped other image")
     p.set_defaults(func=cmd_register)
 
-    e = sub.add_parser("register-eval", help="registration corner error against ground truth, beside SIFT + MAGSAC")
-    e.add_argument("--data", help="vis-nir/ (stored matrices) or roadscene/ (seeded random affines); "
-                                  "default ../shared/data/vis-nir")
-    _common(e, backend_choices())
-    e.add_argument("--limit", type=positive_int, default=None, help="at most N pairs per category")
-    e.add_argument("--seed", type=int, default=0, help="seed of RoadScene's random affines")
-    e.add_argument("--no-sift", action="store_true", help="leave out the SIFT + MAGSAC baseline")
-    e.add_argument("--coarse-only", action="store_true", help="stop after the coarse stage (ablation)")
-    e.add_argument("--json", help="write the per-pair and per-category report")
-    e.add_argument("--plot", help="PNG: success rate against the corner-error threshold")
+    e = sub.add_parser("register-eval", help="registration corner error against ground truth, beside SIFT + MAGSAC",
+                       formatter_class=HelpFormatter,
+                       epilog=example("rrl-edge register-eval --data ../shared/data/vis-nir --json e.json "
+                                      "--plot success.png"))
+    inputs, outputs, settings = command_groups(e)
+    inputs.add_argument("--data", help="vis-nir/ (stored matrices) or roadscene/ (seeded random affines); "
+                                       "default ../shared/data/vis-nir")
+    _common(inputs, settings, backend_choices())
+    outputs.add_argument("--json", help="write the per-pair and per-category report")
+    outputs.add_argument("--plot", help="PNG: success rate against the corner-error threshold")
+    settings.add_argument("--limit", type=positive_int, default=None, help="at most N pairs per category")
+    settings.add_argument("--seed", type=int, default=0, help="seed of RoadScene's random affines (default %(default)s)")
+    settings.add_argument("--no-sift", action="store_true", help="leave out the SIFT + MAGSAC baseline")
+    settings.add_argument("--coarse-only", action="store_true", help="stop after the coarse stage (ablation)")
+    settings.add_argument("--quiet", action="store_true", help="no progress bar")
     e.set_defaults(func=cmd_register_eval)

@@ -18,6 +18,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from rrl_edge.registration import DEFAULT_MOTION, FIRST_ROUND_KEYPOINTS
 from rrl_edge.registration import geometry as geo
 from rrl_edge.registration.coarse import CoarseConfig, coarse_align
 from rrl_edge.registration.estimate import Estimate, RegistrationFailed, magsac_affine, plausible
@@ -31,7 +32,8 @@ from rrl_edge.runtime.runner import Runner
 class RegisterConfig:
     coarse: CoarseConfig = CoarseConfig()
     # round 1 finds the match within the coarse error; round 2 refines to sub-pixel around round 1's affine
-    rounds: Tuple[Window, ...] = (Window(radius=8, step=2, keypoints=64), Window(radius=2, step=1, keypoints=160))
+    rounds: Tuple[Window, ...] = (Window(radius=8, step=2, keypoints=FIRST_ROUND_KEYPOINTS),
+                                  Window(radius=2, step=1, keypoints=160))
     thresholds: Tuple[float, ...] = (4.0, 1.5)  # MAGSAC inlier threshold (px) per round
     min_inliers: int = 8
     min_inlier_ratio: float = 0.3  # of the keypoints whose best score passed, in the first round
@@ -50,7 +52,7 @@ class RegisterConfig:
     # what the fits may be (registration.MOTIONS): "similarity" everywhere, "affine" everywhere, or "auto": the
     # network rounds and ECC as similarities, and the template refit, the finest and least biased matches (each
     # searched +-4 px on its own), an affine only where GRIC says they demand one (another pixel aspect)
-    motion: str = "auto"
+    motion: str = DEFAULT_MOTION
 
 
 @dataclass

@@ -23,7 +23,7 @@ import copy
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import numpy as np
 import torch
@@ -32,23 +32,10 @@ from torch import nn
 from rrl_edge.checkpoint import load_model, save_checkpoint
 from rrl_edge.data.patchfile import PatchSet
 from rrl_edge.errors import ExportError
+from rrl_edge.training.config import QATConfig  # its defaults are the `rrl-edge qat` flags'
 
 ACT_QMIN, ACT_QMAX = -128, 127  # QuantizeLinear to int8 saturates here
 WEIGHT_QMAX = 127  # ONNX Runtime's symmetric int8 weights use [-127, 127]
-
-
-@dataclass
-class QATConfig:
-    checkpoint: str  # the model to fine-tune (its export's rrl.int8.onnx gives the quantization)
-    int8_onnx: str
-    out: str
-    steps: int = 600
-    batch_size: int = 64
-    lr: float = 2e-5
-    distill: float = 1.0  # weight of the squared logit difference to the starting model
-    seed: int = 0
-    threads: Optional[int] = None
-    progress: bool = True
 
 
 def module_name(onnx_node: str) -> str:

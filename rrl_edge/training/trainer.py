@@ -33,40 +33,9 @@ from rrl_edge.runtime.torch_runner import check_torch_device
 from rrl_edge.metrics import fpr95
 from rrl_edge.models.rrlnet import RRLNetConfig, RRLNetTrain, TrainOutputs
 from rrl_edge.training.augment import AugmentConfig
+from rrl_edge.training.config import TrainConfig  # its defaults are the `rrl-edge train` flags'
 from rrl_edge.training.modality import ModalityConfig, parse_families
 from rrl_edge.training.loader import PairLoader
-
-
-@dataclass
-class TrainConfig:
-    """Everything a run depends on; saved in its checkpoints."""
-
-    out_dir: str = "runs/rrlnet"
-    width: float = 0.25
-    batch_size: int = 64
-    lr: float = 1e-3
-    schedule: str = "cosine"  # "cosine" (warm-up then cosine to lr/100) or "constant" (the paper: 2e-4)
-    warmup_steps: int = 200
-    epochs: float = 10.0  # passes over the training pairs; sets the schedule's length
-    max_steps: Optional[int] = None  # overrides epochs
-    max_minutes: Optional[float] = None  # total minutes of the run (across resumes); the cosine also ends by then
-    eval_every: int = 250  # steps between validations and checkpoints
-    seed: int = 0
-    # Seed of the batch order and augmentation (None: ``seed``). The cut's seed also fixes the splits, so a new run
-    # from --init-from that should see the pairs in another order (not the same first batches again) sets this one.
-    order_seed: Optional[int] = None
-    augment: bool = True
-    # Modality randomization (rrl_edge.training.modality): family names joined by commas, "" for none
-    modality: str = ""
-    modality_prob: float = 0.5
-    threads: Optional[int] = None
-    compile: bool = False  # torch.compile: ~2 min of compiling, then ~25% more pairs/s on 2 CPU cores
-    resume: Optional[str] = None  # a last.pt to continue
-    init_from: Optional[str] = None  # a checkpoint (or "shipped": the packaged model for the data's layout)
-    progress: bool = True
-    device: str = "auto"  # "auto" (CUDA when visible), "cpu" or "cuda"
-    amp: bool = True  # on CUDA: bfloat16 autocast (no loss scaling needed); ignored on the CPU
-    hard_negatives: float = 1.0  # fraction of each batch's negatives the BCE terms keep, hardest first (1: all)
 
 
 @dataclass
@@ -194,7 +163,7 @@ def _initial_model(cfg: TrainConfig) -> Tuple[RRLNetTrain, Optional[Dict[str, An
 
 # Options that decide which batches a step sees and what its loss is: a resume that changed one would not continue
 # the run it names (the CLI builds the config from its own flags, so a forgotten flag would drop silently).
-_RESUME_MUST_MATCH = {"batch_size": "--batch-size", "seed": "--seed", "order_seed": "--order-seed",
+_RESUME_MUST_MATCH = {"batch_size": "--batch", "seed": "--seed", "order_seed": "--order-seed",
                       "augment": "--no-augment", "hard_negatives": "--hard-negatives",
                       "modality": "--modality", "modality_prob": "--modality-prob"}
 
