@@ -10,6 +10,8 @@ from __future__ import annotations
 import glob
 import json
 import os
+import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Union
@@ -19,9 +21,40 @@ from rrl_edge.paths import pid_tag, sweep_stale
 PathLike = Union[str, "os.PathLike[str]"]
 
 
+def _written_into(path: Path) -> bool:
+    """True for what must be written into, never replaced: a character device (/dev/null), a FIFO, a socket, or a
+    link to one (/dev/stdout). Renaming over those would swap a device or a pipe for a regular file."""
+    try:
+        mode = os.stat(path).st_mode  # follows links
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+def _write_into(path: Path, write: Callable[[Path], None]) -> Path:
+    """Render to a private temporary file, then stream it into ``path`` (opened for writing, links followed)."""
+    fd, tmp_name = tempfile.mkstemp(prefix="rrl-edge.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as src, open(path, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
 def atomic_write(path: PathLike, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp)`` on a unique temporary path beside ``path``, then rename it onto ``path``."""
+    """Call ``write(tmp)`` on a unique temporary path beside ``path``, then rename it onto ``path``.
+
+    A device, FIFO or socket (or a link to one) is written into instead; a link to a regular file keeps its link
+    and the file it points to is replaced."""
     path = Path(path)
+    if _written_into(path):
+        return _write_into(path, write)
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     sweep_stale(path.parent, [f".{glob.escape(path.name)}.*.tmp"])  # this target's temps from killed runs
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.{pid_tag()}.", suffix=".tmp", dir=path.parent)

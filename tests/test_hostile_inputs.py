@@ -9,8 +9,10 @@ models built with onnx.helper or exported once per session), so the default run 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -482,3 +484,46 @@ def test_signals_end_in_one_line(tmp_path: Path, sig: int, code: int, word: str)
     assert len([line for line in err.splitlines() if line.strip()]) == 1, err
     assert not lock.exists()
     assert not _temps(tmp_path)
+
+
+# ---- outputs that must be written into, not replaced (the atomic writer every command uses) ----
+
+def test_a_device_output_stays_a_device(tmp_path):
+    """`--json /dev/null` as root (the normal case on a device): a rename would replace the device with a regular
+    file. Checked on a private /dev/null made with mknod, so a regression cannot break the machine's."""
+    from rrl_edge.atomic import write_json
+
+    null = tmp_path / "null"
+    try:
+        os.mknod(null, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    except PermissionError:
+        pytest.skip("making a device node needs root (where a rename over /dev/null could happen at all)")
+    write_json({"a": 1}, null)
+    assert stat.S_ISCHR(os.stat(null).st_mode) and null.read_bytes() == b""
+
+
+def test_a_fifo_output_is_written_into(tmp_path):
+    import threading
+
+    from rrl_edge.atomic import write_json
+
+    fifo = tmp_path / "out.fifo"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text()))
+    reader.start()
+    write_json({"scores": [0.5]}, fifo)
+    reader.join(10)
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode) and json.loads(got[0]) == {"scores": [0.5]}
+
+
+def test_a_link_output_keeps_its_link(tmp_path):
+    from rrl_edge.atomic import write_json
+
+    target = tmp_path / "real.json"
+    target.write_text("{}")
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    write_json({"b": 2}, link)
+    assert link.is_symlink() and json.loads(target.read_text()) == {"b": 2}
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
