@@ -46,7 +46,7 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
@@ -55,8 +55,8 @@ from rrl_edge.contracts import CALIB_MANIFEST, INPUT_NAMES, OUTPUT_NAME, PATCH_S
 from rrl_edge.errors import ExportError
 from rrl_edge.export.gpu import GpuInfo, cuda_devices
 from rrl_edge.manifest import (
-    SUPPORTED_TENSORRT, TENSORRT_INSTALL_HINT, EngineManifest, engine_name_for, manifest_path, supported_range,
-    supported_text, version_triple,
+    SUPPORTED_TENSORRT, TENSORRT_INSTALL_HINT, EngineManifest, engine_name_for, hidden_tensorrt_message,
+    manifest_path, supported_range, supported_text, system_tensorrt, version_triple,
 )
 
 if TYPE_CHECKING:
@@ -112,22 +112,13 @@ def _gpu_here() -> bool:
                 or cuda_devices())
 
 
-def _system_tensorrt() -> Optional[str]:
-    """TensorRT's Python bindings as JetPack installs them (apt python3-libnvinfer: the system Python's
-    dist-packages), which a venv without --system-site-packages cannot import."""
-    found = sorted(glob.glob("/usr/lib/python3*/dist-packages/tensorrt")) + sorted(
-        glob.glob("/usr/local/lib/python3*/dist-packages/tensorrt"))
-    return found[0] if found else None
-
-
 def missing_tensorrt_reason(gpu_here: bool, system_tensorrt: Optional[str], python: str = sys.executable) -> str:
     """Why TensorRT cannot be imported, from what is on the machine (kept pure so every case is tested)."""
     if not gpu_here:
         return ("TensorRT is not installed and this machine has no NVIDIA GPU; run `rrl-edge build` on the machine "
                 "whose GPU will run the engine")
     if system_tensorrt:
-        return (f"this machine has a GPU and TensorRT ({system_tensorrt}), but {python} cannot import it: its venv "
-                "was made without --system-site-packages; recreate it with `bash scripts/setup_device.sh`")
+        return hidden_tensorrt_message(system_tensorrt, python)
     return f"this machine has a GPU but TensorRT is not installed for {python}; {TENSORRT_INSTALL_HINT}"
 
 
@@ -136,7 +127,7 @@ def tensorrt_status() -> Tuple[bool, str]:
     try:
         import tensorrt as trt
     except ImportError:
-        return False, missing_tensorrt_reason(_gpu_here(), _system_tensorrt())
+        return False, missing_tensorrt_reason(_gpu_here(), system_tensorrt())
     if not hasattr(trt, "Builder"):  # tensorrt-stubs alone installs an importable, empty `tensorrt`
         if _gpu_here():
             return False, f"only the TensorRT type stubs are installed, not TensorRT; {TENSORRT_INSTALL_HINT}"
@@ -452,7 +443,10 @@ def engine_manifest(
     measured = fpr95.get("tensorrt-qdq" if int8 else "onnx-fp32") if isinstance(fpr95, dict) else None
     digest = calib.get("sha256") if int8 else None
     profile = request.built_profile()
-    manifest = EngineManifest(
+    dla: Dict[str, Any] = {} if placement is None else {
+        "dla_core": placement.core, "dla_layers": placement.dla_layers,
+        "gpu_fallback_layers": len(placement.fallback), "gpu_fallback_names": list(placement.fallback)}
+    return EngineManifest(
         engine=request.engine.name,
         engine_bytes=len(engine_bytes),
         engine_sha256=hashlib.sha256(engine_bytes).hexdigest(),
@@ -475,8 +469,5 @@ def engine_manifest(
         timing_cache_reused=timing_cache_reused,
         build_seconds=round(seconds, 1),
         built_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **dla,
     )
-    if placement is None:
-        return manifest
-    return replace(manifest, dla_core=placement.core, dla_layers=placement.dla_layers,
-                   gpu_fallback_layers=len(placement.fallback), gpu_fallback_names=list(placement.fallback))

@@ -12,6 +12,7 @@ Bottom layer: the standard library, numpy-free even, and Python 3.8 syntax (JetP
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import re
@@ -43,6 +44,22 @@ TENSORRT_INSTALL_HINT = (
     f"rrl-edge needs TensorRT {SUPPORTED_TENSORRT} and pycuda: run `bash scripts/setup_device.sh` (on a Jetson it "
     "makes a venv with --system-site-packages that sees JetPack's TensorRT, apt python3-libnvinfer, and builds "
     f"pycuda against the local CUDA; on a desktop it pip-installs 'tensorrt{SUPPORTED_TENSORRT}' and pycuda)")
+
+
+def system_tensorrt() -> Optional[str]:
+    """TensorRT's Python bindings as JetPack installs them (apt python3-libnvinfer: the system Python's
+    dist-packages), which a venv without --system-site-packages cannot import."""
+    for pattern in ("/usr/lib/python3*/dist-packages/tensorrt", "/usr/local/lib/python3*/dist-packages/tensorrt"):
+        found = sorted(glob.glob(pattern))
+        if found:
+            return found[0]
+    return None
+
+
+def hidden_tensorrt_message(system: str, python: str) -> str:
+    """What to do when the system has TensorRT (``system``) that the venv of ``python`` cannot see."""
+    return (f"TensorRT is installed for the system Python ({system}) but {python} cannot import it: its venv was made "
+            "without --system-site-packages; recreate it with `bash scripts/setup_device.sh`")
 
 
 def supported_range() -> Tuple[Tuple[int, ...], Tuple[int, ...]]:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import glob
 import logging
 import sys
 import threading
@@ -32,8 +31,8 @@ import numpy as np
 from rrl_edge.errors import InputError, RRLEdgeError
 from rrl_edge.contracts import INPUT_NAMES, OUTPUT_NAME, PATCH_SIZE
 from rrl_edge.manifest import (
-    SUPPORTED_TENSORRT, TENSORRT_INSTALL_HINT, EngineManifest, Environment, rebuild_hint, supported_range,
-    supported_text, version_triple,
+    SUPPORTED_TENSORRT, TENSORRT_INSTALL_HINT, EngineManifest, Environment, hidden_tensorrt_message, rebuild_hint,
+    supported_range, supported_text, system_tensorrt, version_triple,
 )
 from rrl_edge.runtime.runner import Batch, Runner
 
@@ -53,11 +52,9 @@ def require_tensorrt() -> str:
     try:
         import tensorrt as trt
     except ImportError as exc:
-        system = sorted(glob.glob("/usr/lib/python3*/dist-packages/tensorrt"))  # JetPack's, from apt
+        system = system_tensorrt()  # JetPack's, from apt
         if system:
-            raise InputError(f"TensorRT is installed for the system Python ({system[0]}) but {sys.executable} cannot "
-                             "import it: its venv was made without --system-site-packages; recreate it with "
-                             "`bash scripts/setup_device.sh`") from exc
+            raise InputError(hidden_tensorrt_message(system, sys.executable)) from exc
         raise InputError(f"TensorRT is not installed: {INSTALL_HINT}") from exc
     if not hasattr(trt, "Runtime"):  # tensorrt-stubs alone installs an importable, empty `tensorrt`
         raise InputError(f"only the TensorRT type stubs (tensorrt-stubs) are installed, not TensorRT: {INSTALL_HINT}")

@@ -64,7 +64,7 @@ if [ "$BACKEND" = onnxruntime ]; then EXTRAS=device,cpu; fi
 
 # 4. TensorRT: JetPack's (apt), or pip's on a desktop; either way inside the supported range.
 if [ "$BACKEND" = tensorrt ]; then
-    RANGE=$("$PY" -I -c 'from rrl_edge.runtime.tensorrt_runner import SUPPORTED_TENSORRT; print(SUPPORTED_TENSORRT)')
+    RANGE=$("$PY" -I -c 'from rrl_edge.manifest import SUPPORTED_TENSORRT; print(SUPPORTED_TENSORRT)')
     if ! "$PY" -c 'import tensorrt; tensorrt.Runtime' 2>/dev/null; then
         if [ "$JETSON" = yes ]; then
             fail "JetPack's TensorRT Python bindings are not installed: sudo apt install python3-libnvinfer (JetPack 5 and 6), then run this again"
