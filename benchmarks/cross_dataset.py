@@ -20,12 +20,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Dict
 
-import numpy as np
 
 from rrl_edge.atomic import write_json
 from rrl_edge.checkpoint import load_model, shipped_checkpoint
 from rrl_edge.data.build import PatchConfig, dataset_key, default_data_root, ensure_dataset, load_split, read_manifest
-from rrl_edge.metrics import fpr95
+from rrl_edge.fpr95_table import FPR95Table
 from rrl_edge.runtime.registry import score_with
 
 DEFAULT_CELLS = ",".join(
@@ -80,13 +79,12 @@ def main() -> None:
         sampling, negatives = proto.split("-")
         sets = load_split(_build(root / dataset, sampling, negatives), "test")
         onnx = _onnx(model, work)
-        cats: Dict[str, Dict[str, float]] = {}
-        for name, ps in sets.items():
-            s = score_with(onnx, ps.patches, desc=f"{cell} {name}", show_progress=True)
-            cats[name] = {"fpr95": round(fpr95(ps.labels, s), 4), "pairs": int(len(ps))}
-        mean = float(np.mean([c["fpr95"] for c in cats.values()]))
-        results[cell] = {"categories": cats, "mean_fpr95": round(mean, 4), "pairs": sum(int(c["pairs"]) for c in cats.values())}
-        print(f"{cell:<36} mean FPR95 {mean:6.2f}  " + " ".join(f"{k} {v['fpr95']:.2f}" for k, v in cats.items()), flush=True)
+        scores = {name: score_with(onnx, ps.patches, desc=f"{cell} {name}", show_progress=True)
+                  for name, ps in sets.items()}
+        table = FPR95Table.from_scores({name: ps.labels for name, ps in sets.items()}, scores, proto)
+        results[cell] = {**table.to_json(), "pairs": table.pairs}  # an FPR95Table (rrl_edge.fpr95_table) + pairs
+        print(f"{cell:<36} mean FPR95 {table.mean_fpr95:6.2f}  "
+              + " ".join(f"{k} {v:.2f}" for k, v in table.fpr95_by_category().items()), flush=True)
         if args.json:
             write_json(results, args.json)
     print(f"\n{'model':<24} {'dataset':<10} {'protocol':<14} {'pairs':>7} {'mean FPR95':>10}")

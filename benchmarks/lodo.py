@@ -95,12 +95,10 @@ def train_and_score(source: str, variant: str, args: argparse.Namespace) -> Dict
 
 def score(checkpoint: str) -> Dict[str, float]:
     """Mean test FPR95 of a checkpoint on each dataset (ONNX Runtime FP32, one thread)."""
-    import numpy as np
-
     from rrl_edge.checkpoint import load_model
     from rrl_edge.data.build import PatchConfig, ensure_dataset, load_split
     from rrl_edge.export.onnx_export import export_onnx
-    from rrl_edge.metrics import fpr95
+    from rrl_edge.fpr95_table import FPR95Table
     from rrl_edge.runtime.registry import score_with
 
     out: Dict[str, float] = {}
@@ -109,8 +107,8 @@ def score(checkpoint: str) -> Dict[str, float]:
         export_onnx(load_model(checkpoint)[0], onnx)
         for name in DATASETS:
             sets = load_split(ensure_dataset(DATA / name, PatchConfig(), progress=False), "test")
-            per = [fpr95(ps.labels, score_with(onnx, ps.patches, threads=1)) for ps in sets.values()]
-            out[name] = round(float(np.mean(per)), 4)
+            scores = {c: score_with(onnx, ps.patches, threads=1) for c, ps in sets.items()}
+            out[name] = round(FPR95Table.from_scores({c: ps.labels for c, ps in sets.items()}, scores).mean_fpr95, 4)
     return out
 
 

@@ -5,7 +5,7 @@
 Each width is exported to FP32 ONNX from a seeded random initialisation (time does not depend on the weights; a
 width without a trained model is still measured) and timed by `rrl-edge bench`, every width in its own process
 under the same settings, so the ratios against the first width hold on a machine whose load varies between runs.
-FPR95 per width comes from `rrl-edge eval` / benchmarks/cross_dataset.py on the trained checkpoints (README).
+FPR95 per width comes from `rrl-edge eval` / benchmarks/cross_dataset.py on the trained checkpoints (docs/results.md).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ pairs in one process, with the network's pairs scored per image pair and its pai
     python benchmarks/register_speed.py rrl_edge/weights/rrlnet_visnir.pt deploy/rrl.onnx deploy/rrl.int8.onnx \
         --pairs 2 --keypoints 16
 
-It times the network rounds on every pair (``--network-always``): the path whose cost depends on the artifact; pass
+It times the network rounds on every pair (``--ablate dense-path``): the path whose cost depends on the artifact; pass
 ``--dense-first`` to time the default pipeline, where pairs on which ECC and template matching agree skip them.
 
 A Jetson estimate (on paper) is pairs scored per image pair / the engine's pairs/s from `rrl-edge bench`, plus the

@@ -11,7 +11,8 @@ import logging
 from pathlib import Path
 from typing import Optional
 
-from rrl_edge.argtypes import HelpFormatter, command_groups, defaults_of, example, hidden_alias, non_negative_int
+from rrl_edge.argtypes import (HelpFormatter, command_groups, defaults_of, example, fpr95_budget, hidden_alias,
+                               non_negative_int)
 
 
 def _path(value: Optional[str]) -> Optional[Path]:
@@ -131,7 +132,7 @@ def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> 
     settings.add_argument("--proof-pairs", type=int, default=opts["proof_pairs"],
                           help="test pairs per category for the proof, half matching (default %(default)s = every "
                                "test pair)")
-    settings.add_argument("--budget", type=float, default=opts["budget"],
+    settings.add_argument("--budget", type=fpr95_budget, default=opts["budget"],
                           help="FPR95 points the mean may move by, and beyond which no category may move beyond its "
                                "bootstrap interval (default %(default)s; rrl-edge parity --help gives the whole rule)")
     settings.add_argument("--seed", type=int, default=opts["seed"],
@@ -167,7 +168,7 @@ def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> 
     outputs.add_argument("--work-dir", help="where the engines are built (default: DEPLOY/engines)")
     settings.add_argument("--backend", choices=("tensorrt", "onnxruntime"), default="tensorrt",
                           help="tensorrt (the device), or onnxruntime standing in for it on a machine without a GPU")
-    settings.add_argument("--budget", type=float, help="FPR95 points per category and mean (default: the export's)")
+    settings.add_argument("--budget", type=fpr95_budget, help="FPR95 points per category and mean (default: the export's)")
     settings.add_argument("--dla-core", type=non_negative_int, metavar="N",
                           help="build and check the FP16 and INT8 engines on DLA core N of a Jetson (no FP32 on the "
                                "DLA); the report gives each engine's DLA and GPU-fallback layer counts")

@@ -69,6 +69,11 @@ def load_reference(deploy: Path) -> Tuple[Dict[str, Any], np.ndarray, np.ndarray
         if sha256_file(file) != ref.get("files", {}).get(name):
             raise InputError(f"{file}: sha256 differs from {path.name}: the export's files were changed or mixed")
         arrays.append(np.load(file, mmap_mode="r", allow_pickle=False))
+    for name in (FP32_ONNX, INT8_ONNX):  # the models these scores were proven for (recorded since v0.2.0)
+        recorded, file = ref.get("files", {}).get(name), deploy / name
+        if recorded and file.is_file() and sha256_file(file) != recorded:
+            raise InputError(f"{file}: is not the model {path.name} was written for: the folder mixes two exports; "
+                             "export again into an empty folder")
     pairs, labels, scores = arrays
     n = len(pairs)
     categories = ref.get("categories")

@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Mapping
 import numpy as np
 
 from rrl_edge.data.patchfile import PatchSet
+from rrl_edge.fpr95_table import ProtocolInfo
 from rrl_edge.runtime.parity import THRESHOLD, compare, format_markdown
 
 FP32_TOLERANCE = 1e-4
@@ -62,10 +63,11 @@ def int8_parity(
     reference: Mapping[str, np.ndarray],
     quantized: Mapping[str, np.ndarray],
     budget: float,
+    protocol: ProtocolInfo = None,
 ) -> Dict[str, Any]:
     """`rrl-edge parity`'s comparison and pass rule (rrl_edge.runtime.parity.compare), plus each category's
-    count of distinct INT8 scores (tied scores would flatten the ROC)."""
-    result = compare(labels, reference, quantized, budget)
+    count of distinct INT8 scores (tied scores would flatten the ROC). ``protocol`` goes into its FPR95Tables."""
+    result = compare(labels, reference, quantized, budget, protocol)
     for name, c in result["categories"].items():
         c["distinct_scores"] = int(len(np.unique(quantized[name])))
     return result

@@ -19,7 +19,7 @@ import numpy as np
 from rrl_edge.calibration.quantize import CPU, METHODS, TENSORRT, quantize
 from rrl_edge.calibration.sampling import CalibrationSet, load_calibration_sets, select_samples
 from rrl_edge.data.patchfile import PatchSet
-from rrl_edge.atomic import atomic_write_bytes, write_json
+from rrl_edge.atomic import atomic_write_bytes, signals_deferred, write_json
 from rrl_edge.errors import ExportError
 from rrl_edge.contracts import (
     CALIB_CPU_RANGES,
@@ -41,7 +41,7 @@ from rrl_edge.contracts import INPUT_NAMES, OPSET, OUTPUT_NAME
 from rrl_edge.export.parity import MIN_FP32_PAIRS, PROOF_CUTS, fp32_proof, format_parity, int8_parity, proof_sets
 from rrl_edge.export.options import PROOF_PAIRS_PER_CATEGORY, ExportOptions  # noqa: F401  (re-exported)
 from rrl_edge.export.tensorrt_build import EngineRequest, build_engine, tensorrt_status
-from rrl_edge.metrics import fpr95
+from rrl_edge.fpr95_table import FPR95Table
 
 ARTIFACTS = (FP32_ONNX, INT8_ONNX, INT8_CPU_ONNX, CALIB_RANGES, CALIB_CPU_RANGES, CALIB_SAMPLES, CALIB_MANIFEST, REPORT,
              TEST_PAIRS, TEST_LABELS, REFERENCE_SCORES, REFERENCE)
@@ -93,11 +93,6 @@ def _load_proof_sets(opts: ExportOptions) -> Dict[str, PatchSet]:
     return proof
 
 
-def _fpr95_table(labels: Mapping[str, np.ndarray], scores: Mapping[str, np.ndarray]) -> Dict[str, Any]:
-    categories = {c: round(fpr95(labels[c], scores[c]), 4) for c in labels}
-    return {"mean": round(float(np.mean(list(categories.values()))), 4), "categories": categories}
-
-
 def _versions() -> Dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -110,19 +105,28 @@ def _versions() -> Dict[str, str]:
     return out
 
 
+# Written last and removed first when a folder is replaced: while they are absent the folder is an incomplete export
+# (device-check and parity refuse it) instead of a mix of two exports that the old report vouches for.
+BINDING = (REFERENCE, REPORT)
+
+
 def _install(staging: Path, out_dir: Path, produced: List[str], engine: str) -> None:
     """Move the staged artifacts into ``out_dir``; drop what an earlier export left that no longer matches.
 
-    That is its artifacts this export did not make, and its engine: it was built from the replaced ONNX.
+    That is its artifacts this export did not make, and its engine: it was built from the replaced ONNX. Ctrl-C and
+    SIGTERM wait until the moves are done; after a SIGKILL in between, the folder lacks its report and reference
+    (BINDING) and is refused as incomplete rather than read as the old export.
     """
-    for name in (engine, engine + ".json"):
-        (out_dir / name).unlink(missing_ok=True)
-    for name in produced:
-        os.chmod(staging / name, 0o644)  # ONNX Runtime writes its calibration files 0600
-        os.replace(staging / name, out_dir / name)
-    for name in ARTIFACTS:
-        if name not in produced:
+    with signals_deferred():
+        for name in (*BINDING, engine, engine + ".json"):
             (out_dir / name).unlink(missing_ok=True)
+        for name in ARTIFACTS:
+            if name not in produced:
+                (out_dir / name).unlink(missing_ok=True)
+        for name in sorted(produced, key=lambda n: n in BINDING):
+            os.chmod(staging / name, 0o644)  # ONNX Runtime writes its calibration files 0600
+            os.replace(staging / name, out_dir / name)
+
 
 
 def run_export(opts: ExportOptions) -> Dict[str, Any]:
@@ -185,7 +189,9 @@ def run_export(opts: ExportOptions) -> Dict[str, Any]:
             "proof_data": {"split": "test", "cut": opts.proof_cut, "pairs": {c: len(ps) for c, ps in proof.items()},
                            "seed": opts.seed},
             "fp32": fp32.to_dict(),
-            "fpr95": {"pytorch": _fpr95_table(labels, reference), "onnx-fp32": _fpr95_table(labels, fp32_scores)},
+            # each artifact's FPR95Table (rrl_edge.fpr95_table) on the proof pairs; the INT8 ones come from their proof
+            "fpr95": {"pytorch": FPR95Table.from_scores(labels, reference, opts.proof_cut).to_json(),
+                      "onnx-fp32": FPR95Table.from_scores(labels, fp32_scores, opts.proof_cut).to_json()},
         }
         if calib is not None:
             int8, files = _int8(opts, calib, staging, labels, reference, proof)
@@ -232,8 +238,10 @@ def _device_files(staging: Path, proof: Mapping[str, PatchSet], reference: Mappi
         producers = {o: n for n in proto.graph.node for o in n.output}
         int8_convs = [n.name for n in proto.graph.node if n.op_type == "Conv" and producers.get(n.input[0]) is not None
                       and producers[n.input[0]].op_type == "DequantizeLinear"]
+    # the models the reference scores belong to are recorded too: a folder that mixes two exports is refused
+    models = [name for name in (FP32_ONNX, INT8_ONNX) if (staging / name).is_file()]
     write_json({"format": "rrl-edge-reference", "reference": "pytorch", "categories": categories, "budget": budget,
-                "files": {name: sha256_file(staging / name) for name in arrays}, "int8_convs": int8_convs},
+                "files": {name: sha256_file(staging / name) for name in [*arrays, *models]}, "int8_convs": int8_convs},
                staging / REFERENCE)
     return list(arrays) + [REFERENCE]
 
@@ -260,7 +268,7 @@ def _int8(
     atomic_write_bytes(staging / CALIB_SAMPLES, calib.npy_bytes())
     write_json(calib.manifest(), staging / CALIB_MANIFEST)
     _say(f"calibrating on {len(calib.pairs)} training pairs ({opts.calib_method}), sha256 {calib.sha256[:16]}...")
-    results: Dict[str, Any] = {}
+    parity: Dict[str, Any] = {}
     for flavour, name, ranges in ((TENSORRT, INT8_ONNX, CALIB_RANGES), (CPU, INT8_CPU_ONNX, CALIB_CPU_RANGES)):
         quantize(staging / FP32_ONNX, staging / name, calib.pairs, flavour, opts.calib_method, staging / ranges)
         proto = onnx.load(str(staging / name))
@@ -272,8 +280,7 @@ def _int8(
             require_tensorrt_compatible(proto, name)
         session = cpu_session(staging / name)
         scores = {c: score_with(session, ps.patches, 256, opts.progress, f"{name} {c}") for c, ps in proof.items()}
-        results[flavour.name] = (int8_parity(labels, reference, scores, opts.budget), scores)
-    parity = {k: v[0] for k, v in results.items()}
+        parity[flavour.name] = int8_parity(labels, reference, scores, opts.budget, opts.proof_cut)
     _say(format_parity(parity, f"{sum(len(ps) for ps in proof.values())} test pairs ({opts.proof_cut} cut)"))
     if not parity[TENSORRT.name]["passed"]:
         raise ExportError(f"INT8 fails the proof: {'; '.join(parity[TENSORRT.name]['failures'])}; no model written "
@@ -288,7 +295,7 @@ def _int8(
                         "flavours": {TENSORRT.name: INT8_ONNX, CPU.name: INT8_CPU_ONNX}},
         "int8": parity,
         "budget": opts.budget,
-        "fpr95": {k: _fpr95_table(labels, v[1]) for k, v in results.items()},
+        "fpr95": {k: p["fpr95_tables"]["candidate"] for k, p in parity.items()},  # measured by the proof
     }
     return part, produced
 

@@ -29,7 +29,7 @@ is rrl_edge.manifest.SUPPORTED_TENSORRT):
 - DLA (``dla_core``, see ``_dla_plan``): FP16 or INT8 on one DLA core of a Jetson, with GPU fallback for the
   layers the DLA cannot run, a fixed batch, and the DLA / GPU split recorded in the manifest.
 
-Not Polygraphy's loaders (README, Export): the device check must build engines with numpy, TensorRT and
+Not Polygraphy's loaders (docs/int8.md): the device check must build engines with numpy, TensorRT and
 pycuda only, and the version-dependent choices above (strong typing, TF32, flags) are the part that needs
 care either way. Every build reuses a timing cache file (per TensorRT version and GPU), writes the engine
 atomically and its manifest beside it (rrl_edge.manifest.EngineManifest). TensorRT is imported only inside
@@ -52,7 +52,8 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from rrl_edge.atomic import atomic_write_bytes
 from rrl_edge.contracts import CALIB_MANIFEST, INPUT_NAMES, OUTPUT_NAME, PATCH_SIZE, REPORT, sha256_file
-from rrl_edge.errors import ExportError
+from rrl_edge.errors import ExportError, InputError
+from rrl_edge.fpr95_table import FPR95Table
 from rrl_edge.export.gpu import GpuInfo, cuda_devices
 from rrl_edge.manifest import (
     SUPPORTED_TENSORRT, TENSORRT_INSTALL_HINT, EngineManifest, engine_name_for, hidden_tensorrt_message,
@@ -151,6 +152,21 @@ def _read_json(path: Path) -> Optional[Dict[str, Any]]:
     except (OSError, ValueError):
         return None
     return loaded if isinstance(loaded, dict) else None
+
+
+def _measured_fpr95(report: Dict[str, Any], artifact: str) -> Optional[Dict[str, Any]]:
+    """The FPR95Table JSON (rrl_edge.fpr95_table) the export report holds for ``artifact``, also from a report
+    written by an older version (its other shape, pair counts from proof_data); None where it has none."""
+    section = report.get("fpr95")
+    if not isinstance(section, dict) or artifact not in section:
+        return None
+    proof = report.get("proof_data")
+    pairs = proof.get("pairs") if isinstance(proof, dict) else None
+    try:
+        return FPR95Table.from_json(section[artifact], pairs if isinstance(pairs, dict) else None,
+                                    f"export report [fpr95][{artifact}]").to_json()
+    except InputError:
+        return None
 
 
 # Cleared on every build: TensorRT sets TF32 by default (8.5 through 11.x), which rounds the inputs of FP32
@@ -439,8 +455,7 @@ def engine_manifest(
     report = _read_json(onnx_dir / REPORT) or {}
     calib = _read_json(onnx_dir / CALIB_MANIFEST) or {}
     int8 = plan.precision.startswith("int8")
-    fpr95 = report.get("fpr95")
-    measured = fpr95.get("tensorrt-qdq" if int8 else "onnx-fp32") if isinstance(fpr95, dict) else None
+    measured = _measured_fpr95(report, "tensorrt-qdq" if int8 else "onnx-fp32")
     digest = calib.get("sha256") if int8 else None
     profile = request.built_profile()
     dla: Dict[str, Any] = {} if placement is None else {
@@ -464,7 +479,7 @@ def engine_manifest(
         onnx_sha256=sha256_file(request.onnx),
         workspace_mb=request.workspace_mb,
         calibration_sha256=digest if isinstance(digest, str) else None,
-        fpr95_at_export=measured if isinstance(measured, dict) else None,
+        fpr95_at_export=measured,
         timing_cache=str(timing_cache) if timing_cache is not None else None,
         timing_cache_reused=timing_cache_reused,
         build_seconds=round(seconds, 1),

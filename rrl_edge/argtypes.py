@@ -3,16 +3,18 @@
 The helpers keep the sub-commands alike: a flag's default comes from the configuration dataclass it fills
 (:func:`defaults_of`), an old spelling of a flag keeps parsing without showing in ``--help`` (:func:`hidden_alias`),
 and each main command's help groups its flags as inputs, outputs and settings and ends with an example
-(:func:`command_groups`, :func:`example`, :class:`HelpFormatter`).
+(:func:`command_groups`, :func:`example`, :class:`HelpFormatter`); flags that leave parts of a method out to measure
+what they buy sit apart from the product's settings, in the :data:`EXPERIMENTS` group.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-from typing import Any, Callable, Dict, Tuple, TypeVar
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Type, TypeVar
 
-from rrl_edge.limits import MAX_BATCH, MAX_LR, MAX_THREADS, MAX_WIDTH
+from rrl_edge.limits import (MAX_BATCH, MAX_BENCH_ITERS, MAX_BENCH_WARMUP, MAX_FPR95_BUDGET, MAX_LR, MAX_THREADS,
+                             MAX_WIDTH)
 
 N = TypeVar("N", int, float)
 
@@ -22,6 +24,8 @@ def _number(text: str, kind: Callable[[str], N], what: str, ok: Callable[[N], bo
         value = kind(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if value != value:  # NaN compares false with everything: "must not be negative" would be the wrong reason
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r} (not a number)")
     if not (ok(value) and value < float("inf")):
         raise argparse.ArgumentTypeError(f"{rule}, got {text}")
     return value
@@ -63,6 +67,9 @@ thread_count = at_most(positive_int, MAX_THREADS, "a thread count")
 width = at_most(positive_float, MAX_WIDTH, "the width multiplier")
 learning_rate = at_most(positive_float, MAX_LR, "the learning rate")
 unit_fraction = at_most(positive_float, 1.0, "the fraction")  # in (0, 1]: a share of something (mined negatives)
+fpr95_budget = at_most(non_negative_float, MAX_FPR95_BUDGET, "an FPR95 budget (points)")  # parity, export, device-check
+bench_iters = at_most(non_negative_int, MAX_BENCH_ITERS, "--iters")
+bench_warmup = at_most(non_negative_int, MAX_BENCH_WARMUP, "--warmup")
 
 
 def defaults_of(cls: Any) -> Dict[str, Any]:
@@ -78,11 +85,45 @@ def defaults_of(cls: Any) -> Dict[str, Any]:
     return out
 
 
-def hidden_alias(parser: Any, flag: str, of: argparse.Action) -> argparse.Action:
+def comma_choices(choices: Sequence[str], what: str) -> Callable[[str], Tuple[str, ...]]:
+    """A value type: a comma-separated list of ``choices`` (``refine,template``), as a tuple. With
+    ``action="extend"`` a repeated flag collects them all."""
+
+    def parse(text: str) -> Tuple[str, ...]:
+        items = tuple(item.strip() for item in text.split(","))
+        wrong = [item for item in items if item not in choices]
+        if wrong:
+            raise argparse.ArgumentTypeError(f"invalid {what} {', '.join(repr(w) for w in wrong)} "
+                                             f"(choose from {', '.join(choices)})")
+        return items
+
+    parse.__name__ = what  # argparse names the type in its messages
+    return parse
+
+
+def _stands_for(of: argparse.Action, value: str) -> Type[argparse.Action]:
+    """The action of an old switch that means ``of``'s flag given ``value``: it runs ``of`` itself, so it stores,
+    or adds to what ``of`` collects, exactly as the documented spelling would."""
+
+    class StandsFor(argparse.Action):
+        def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                     option_string: Optional[str] = None) -> None:
+            given: Any = of.type(value) if callable(of.type) else value
+            of(parser, namespace, given, option_string)
+
+    return StandsFor
+
+
+def hidden_alias(parser: Any, flag: str, of: argparse.Action, value: Optional[str] = None) -> argparse.Action:
     """Keep an old spelling of a flag parsing (same dest, type and choices as ``of``) without showing it in --help.
 
     It sets no default of its own, so the documented flag's default stands. For a required flag, add both to a
-    required mutually exclusive group (argparse's required check sees only the spelling that was given)."""
+    required mutually exclusive group (argparse's required check sees only the spelling that was given). With
+    ``value`` the old spelling is a switch that stands for ``of`` given that value (``--no-refine`` for
+    ``--ablate refine``)."""
+    if value is not None:
+        return parser.add_argument(flag, dest=of.dest, action=_stands_for(of, value), nargs=0, type=of.type,
+                                   choices=of.choices, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     if of.nargs == 0:  # store_true / store_false
         return parser.add_argument(flag, dest=of.dest, action="store_const", const=of.const,
                                    default=argparse.SUPPRESS, help=argparse.SUPPRESS)
@@ -91,6 +132,7 @@ def hidden_alias(parser: Any, flag: str, of: argparse.Action) -> argparse.Action
 
 
 GROUPS = ("inputs", "outputs", "settings")
+EXPERIMENTS = "experiments (ablation)"  # the --help group of flags that measure a method rather than set it up
 
 
 def command_groups(parser: argparse.ArgumentParser) -> Tuple[Any, Any, Any]:

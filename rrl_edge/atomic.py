@@ -7,16 +7,20 @@ Needs only the standard library: the device runtime uses it too.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
 import shutil
+import signal
 import stat
 import tempfile
+import threading
 from pathlib import Path
-from typing import Any, Callable, Union
+from typing import Any, Callable, Iterator, Union
 
-from rrl_edge.paths import pid_tag, sweep_stale
+from rrl_edge.errors import OutputError
+from rrl_edge.paths import FULL_DISK_ERRNOS, full_disk_line, is_full_disk, pid_tag, sweep_stale
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -40,6 +44,10 @@ def _write_into(path: Path, write: Callable[[Path], None]) -> Path:
         write(tmp)
         with open(tmp, "rb") as src, open(path, "wb") as dst:
             shutil.copyfileobj(src, dst)
+    except OSError as exc:
+        if exc.errno in FULL_DISK_ERRNOS:  # /dev/full, a full pipe reader's disk: the device's word, named
+            raise OutputError(f"{path}: no space left writing into it ({exc.strerror})") from None
+        raise
     finally:
         tmp.unlink(missing_ok=True)
     return path
@@ -64,8 +72,10 @@ def atomic_write(path: PathLike, write: Callable[[Path], None]) -> Path:
         write(tmp)
         os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; artifacts are meant to be shared
         os.replace(tmp, path)
-    except OSError as exc:
-        if exc.filename is None:  # a full disk says only "No space left on device": name the file
+    except Exception as exc:
+        if is_full_disk(exc, path.parent):  # asked while the temp still holds what it could write
+            raise OutputError(full_disk_line(path)) from None
+        if isinstance(exc, OSError) and exc.filename is None:  # name the file
             raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
         raise
     finally:
@@ -106,8 +116,23 @@ def install_folder(tmp: Path, out: Path, marker: str, what: str) -> None:
     check_replaceable_folder(out, marker, what)
     if out.exists():
         old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
-        os.replace(out, old)
-        os.replace(tmp, out)
+        with signals_deferred():  # Ctrl-C between the two renames would leave no folder at all
+            os.replace(out, old)
+            os.replace(tmp, out)
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, out)
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM (on the main thread) until the block is done; a pending one is then delivered."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)

@@ -28,7 +28,7 @@ SHIPPED_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_MODEL = "joint"
 SHIPPED = {"vis-nir": SHIPPED_DIR / "rrlnet_visnir.pt", "roadscene": SHIPPED_DIR / "rrlnet_roadscene.pt",
            "joint": SHIPPED_DIR / "rrlnet_joint.pt",
-           # the family's width 0.5 (README, "The model family"): better on VIS-NIR, as good on VIS-LWIR, 2.6x slower
+           # the family's width 0.5 (docs/training.md, "The model family"): better on VIS-NIR, as good on VIS-LWIR, 2.6x slower
            "joint-w050": SHIPPED_DIR / "rrlnet_joint_w050.pt",
            # joint fine-tuned 600 steps with random non-monotone intensity curves (train --modality remap): the one
            # randomization that helped leave-one-dataset-out in both directions (docs/generalization.md)

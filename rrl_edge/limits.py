@@ -13,3 +13,6 @@ MAX_CHANNELS = 2048  # widest layer a checkpoint's config may ask for (the paper
 MAX_LR = 1.0  # peak learning rate (the paper uses 2e-4, the default 1e-3)
 MAX_PIXELS = 50_000_000  # pixels per image, checked from the header before decoding (a 12000x12000 pair is 4.3 GB)
 MAX_BENCH_SECONDS = 3600.0  # minimum timed seconds per bench row
+MAX_BENCH_ITERS = 100_000  # minimum timed runs per bench row (the default is 20; at batch 1 this is minutes)
+MAX_BENCH_WARMUP = 10_000  # untimed runs before them
+MAX_FPR95_BUDGET = 100.0  # FPR95 points a parity budget may allow (FPR95 is a percentage)

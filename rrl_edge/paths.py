@@ -121,6 +121,93 @@ def guard_outputs(
         seen[real] = flag
 
 
+FULL_DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+NEARLY_FULL_BYTES = 16 << 20  # a write failed with this little left: the disk is the cause, whatever the message
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"  # pragma: no cover
+
+
+def mount_point(path: PathLike) -> Path:
+    """The mount point of the file system that holds ``path`` (or would hold it: the nearest existing parent)."""
+    p = resolve(path)
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    while not os.path.ismount(p) and p != p.parent:
+        p = p.parent
+    return p
+
+
+def disk_space(path: PathLike) -> Tuple[Path, int, int]:
+    """(mount point, free bytes for this user, total bytes) of the disk holding ``path``."""
+    mount = mount_point(path)
+    st = os.statvfs(mount)
+    return mount, st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize
+
+
+def full_disk_line(path: PathLike) -> str:
+    """One line that names the full disk, not the model or the input a write happened to be about."""
+    try:
+        mount, free, total = disk_space(path)
+    except OSError:
+        return f"{path}: no space left on the disk that holds it"
+    return (f"{path}: the disk is full ({mount}: {_size(free)} free of {_size(total)}); free some space or "
+            "write the output elsewhere")
+
+
+def is_full_disk(exc: BaseException, path: Optional[PathLike]) -> bool:
+    """Whether a failed write came from a full disk: ENOSPC/EDQUOT, or any error (torch's "unexpected pos", numpy's
+    "N requested and M written") while the disk holding ``path`` has almost nothing left."""
+    if isinstance(exc, OSError) and exc.errno in FULL_DISK_ERRNOS:
+        return True
+    if path is None:
+        return False
+    try:
+        return disk_space(path)[1] < NEARLY_FULL_BYTES
+    except OSError:
+        return False
+
+
+def special_file_kind(path: PathLike) -> str:
+    """What ``path`` is, in words, for a line that refuses it (a FIFO or device read as data hangs or means
+    nothing, so commands say what they were given instead of an OS error about folders)."""
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return "cannot be read"
+    kinds = ((stat.S_ISFIFO, "is a FIFO (named pipe)"), (stat.S_ISCHR, "is a character device"),
+             (stat.S_ISBLK, "is a block device"), (stat.S_ISSOCK, "is a socket"), (stat.S_ISREG, "is a file"),
+             (stat.S_ISDIR, "is a folder"))
+    for test, words in kinds:
+        if test(mode):
+            return words
+    return "is not a regular file or folder"
+
+
+def cache_folder(env: str, default: PathLike) -> Path:
+    """The cache folder named by environment variable ``env`` (else ``default``), refused in one line when it
+    or a parent is a file: mkdir's "File exists" names neither the variable nor the file."""
+    given = os.environ.get(env)
+    folder = Path(given or default).expanduser()
+    source = f"{env}={given}" if given else str(folder)
+    for p in (folder, *folder.parents):
+        if p.exists() or os.path.islink(p):
+            if not p.is_dir():
+                what = "is a file" if p == folder else f"has {p} in its path, which is not a folder"
+                if p == folder and not p.is_file():
+                    what = special_file_kind(p)
+                raise OutputError(f"{source}: the cache folder {what}; point {env} at a folder")
+            break
+    return folder
+
+
 # ------------------------------------------------------------------------------------ leftovers of killed runs
 
 

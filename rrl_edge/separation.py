@@ -3,7 +3,7 @@
 A user's first question on a new camera pair is not the FPR95 alone but what to do next. On registered pairs the
 matches are the windows at the same position in both images and the non-matches are windows shifted by 64 px
 or more (the builder's negatives), so their score distributions are known without any labelling. The advice
-follows the measured fine-tuning curve (README, Training: fine-tuning for your own cameras): the shipped models score 0.9-3.7 % on the cameras
+follows the measured fine-tuning curve (docs/training.md, fine-tuning for your own cameras): the shipped models score 0.9-3.7 % on the cameras
 they were trained on, and a model at 14 % on a new camera came down to 4.9 % after fine-tuning on 20 pairs.
 """
 

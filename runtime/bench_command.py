@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rrl_edge.argtypes import (HelpFormatter, at_most, command_groups, defaults_of, example, non_negative_float,
-                               non_negative_int)
+from rrl_edge.argtypes import (HelpFormatter, at_most, bench_iters, bench_warmup, command_groups, defaults_of, example,
+                               non_negative_float, non_negative_int)
 from rrl_edge.limits import MAX_BENCH_SECONDS, MAX_THREADS
 from rrl_edge.errors import InputError
 
@@ -49,7 +49,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_command(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """Register `rrl-edge bench` on the CLI's sub-parsers."""
     from rrl_edge.runtime.bench import BenchConfig
     from rrl_edge.runtime.registry import backend_choices
 
@@ -77,9 +78,9 @@ def add_command(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> N
     settings.add_argument("--seconds", type=at_most(non_negative_float, MAX_BENCH_SECONDS, "--seconds"),
                           default=config["seconds"],
                           help="minimum timed seconds per artifact and batch (default %(default)s)")
-    settings.add_argument("--iters", type=non_negative_int, default=config["min_iters"],
+    settings.add_argument("--iters", type=bench_iters, default=config["min_iters"],
                           help="minimum timed runs per artifact and batch (default %(default)s)")
-    settings.add_argument("--warmup", type=non_negative_int, default=config["warmup"],
+    settings.add_argument("--warmup", type=bench_warmup, default=config["warmup"],
                           help="untimed runs first (default %(default)s)")
     settings.add_argument("--backend", choices=backend_choices(), default=config["backend"],
                           help="backend for every artifact (default: by file suffix)")

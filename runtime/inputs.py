@@ -16,6 +16,7 @@ from typing import Dict, Optional, Union
 import numpy as np
 
 from rrl_edge.errors import DataError, InputError
+from rrl_edge.paths import special_file_kind
 from rrl_edge.contracts import check_pairs
 
 
@@ -63,6 +64,9 @@ def load_inputs(
     if path.is_file():
         one = _load_file(path, Path(labels) if labels else None)
         return {one.name: one}
+    if not path.is_dir():
+        raise InputError(f"{path}: {special_file_kind(path)}, expected a .npy patch file, a patch build or an "
+                         "image-pair folder")
     if not any(path.iterdir()):
         raise InputError(f"{path}: data folder is empty")
     if (path / "manifest.json").is_file():

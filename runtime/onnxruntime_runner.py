@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, List, Optional, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Union
 
 import numpy as np
 
@@ -16,6 +17,11 @@ if TYPE_CHECKING:
 
 
 
+# ONNX Runtime's log levels: 3 = error, 4 = fatal. Its errors come back as exceptions, which the command line turns
+# into one line naming the model; at level 3 the same error was also printed first, in colour, by its logger.
+QUIET = 4
+
+
 def cpu_session(model: Union[Path, bytes], threads: Optional[int] = None) -> "onnxruntime.InferenceSession":
     """A CPU session with every graph optimization on (ONNX Runtime's QDQ fusions need them)."""
     return make_session(model, threads, ["CPUExecutionProvider"])
@@ -26,7 +32,8 @@ def make_session(model: Union[Path, bytes], threads: Optional[int], providers: L
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3  # errors only: quantized graphs make it chatty
+    ort.set_default_logger_severity(QUIET)
+    options.log_severity_level = QUIET
     if threads:
         options.intra_op_num_threads = threads
     source = str(model) if isinstance(model, Path) else model
@@ -103,8 +110,44 @@ class OnnxRuntimeRunner(Runner):
     def infer(self, vis: np.ndarray, other: np.ndarray) -> np.ndarray:
         assert self._session is not None, "open() the runner first"
         try:
-            out: Any = self._session.run(None, {INPUT_NAMES[0]: vis, INPUT_NAMES[1]: other})[0]
+            out: Any = run_interruptible(self._session, {INPUT_NAMES[0]: vis, INPUT_NAMES[1]: other})[0]
         except Exception as exc:  # onnxruntime's own exception types: one line naming the model
             raise InputError(f"{self.path}: ONNX Runtime failed on a batch of {len(vis)} "
                              f"({' '.join(str(exc).split())[:300]})") from None
         return np.asarray(out, dtype=np.float32).reshape(-1)
+
+
+def run_interruptible(session: Any, feeds: Dict[str, np.ndarray]) -> List[Any]:
+    """``session.run`` that Ctrl-C and SIGTERM can stop: Python runs signal handlers only between bytecodes of the
+    main thread, so a long run (a model with a Loop, a huge batch) would ignore them until it returned. On the
+    main thread the run goes to a worker while this thread waits; the exception the handler raises sets ONNX
+    Runtime's terminate flag, which ends the run at its next kernel, and goes on up."""
+    import onnxruntime as ort
+
+    options = ort.RunOptions()
+    options.log_severity_level = QUIET
+    if threading.current_thread() is not threading.main_thread():
+        return session.run(None, feeds, options)
+    result: Dict[str, Any] = {}
+    done = threading.Event()  # not Thread.join: a join interrupted by the handler's exception can mark the
+    # worker stopped while it still runs (CPython 3.11), and the interpreter then exits under a live ORT run
+
+    def work() -> None:
+        try:
+            result["out"] = session.run(None, feeds, options)
+        except BaseException as exc:  # noqa: BLE001  (handed to the waiting thread)
+            result["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=work, name="onnxruntime-run", daemon=True).start()
+    try:
+        while not done.wait(0.5):
+            pass
+    except BaseException:
+        options.terminate = True
+        done.wait(10)
+        raise
+    if "error" in result:
+        raise result["error"]
+    return result["out"]

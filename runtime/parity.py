@@ -17,6 +17,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from rrl_edge.errors import InputError
+from rrl_edge.fpr95_table import DIGITS as TABLE_DIGITS, FPR95Table, ProtocolInfo
 from rrl_edge.runtime.fidelity import (MAX_LOGIT_RMS, MIN_AGREEMENT, bootstrap_deltas, interval, logit_rms, tpr_delta,
                                        tpr_delta_limit)
 from rrl_edge.runtime.inputs import InputSet
@@ -24,7 +25,7 @@ from rrl_edge.runtime.runner import Runner, score_pairs
 
 THRESHOLD = 0.5  # a score at or above it says "same place"
 DEFAULT_BUDGET = 0.3  # FPR95 points: `rrl-edge parity --budget` and the export's INT8 proof
-DIGITS = 4  # FPR95 values and deltas are reported, and judged, rounded to 1e-4 points
+DIGITS = TABLE_DIGITS  # FPR95 values and deltas are reported, and judged, rounded to 1e-4 points (4)
 
 Scores = Mapping[str, np.ndarray]
 
@@ -37,12 +38,20 @@ def _fpr95() -> Any:
     return fpr95
 
 
-def compare_category(labels: np.ndarray, reference: np.ndarray, candidate: np.ndarray) -> Dict[str, Any]:
-    """FPR95 of both score sets of one category, their difference, the agreement and the largest |difference|."""
-    fpr95 = _fpr95()
+def _check_lengths(labels: np.ndarray, reference: np.ndarray, candidate: np.ndarray) -> None:
     if not (len(labels) == len(reference) == len(candidate)):
         raise InputError(f"parity: {len(labels)} labels, {len(reference)} reference and {len(candidate)} candidate scores")
-    f_ref, f_cand = round(fpr95(labels, reference), DIGITS), round(fpr95(labels, candidate), DIGITS)
+
+
+def compare_category(labels: np.ndarray, reference: np.ndarray, candidate: np.ndarray,
+                     fpr95_reference: Optional[float] = None, fpr95_candidate: Optional[float] = None) -> Dict[str, Any]:
+    """FPR95 of both score sets of one category (measured here unless given, e.g. from ``compare``'s
+    FPR95Tables), their difference, the agreement and the largest |difference|."""
+    _check_lengths(labels, reference, candidate)
+    if fpr95_reference is None or fpr95_candidate is None:
+        fpr95 = _fpr95()
+        fpr95_reference, fpr95_candidate = fpr95(labels, reference), fpr95(labels, candidate)
+    f_ref, f_cand = round(fpr95_reference, DIGITS), round(fpr95_candidate, DIGITS)
     same = (reference >= THRESHOLD) == (candidate >= THRESHOLD)
     deltas = bootstrap_deltas(labels, reference, candidate)
     lo, hi = interval(deltas)
@@ -62,21 +71,30 @@ def compare_category(labels: np.ndarray, reference: np.ndarray, candidate: np.nd
     }
 
 
-def compare(labels: Scores, reference: Scores, candidate: Scores, budget: float) -> Dict[str, Any]:
+def compare(labels: Scores, reference: Scores, candidate: Scores, budget: float,
+            protocol: ProtocolInfo = None) -> Dict[str, Any]:
     """One candidate against the reference on every category, and the verdict of ``failures``.
 
-    ``agreement`` and ``logit_rms`` are pooled over all pairs; ``mean_delta_ci`` is the paired bootstrap
-    interval of the mean ΔFPR95 over categories.
+    The FPR95s of both, per category and their means, are FPR95Tables (rrl_edge.fpr95_table: the mean over
+    categories of the unrounded values), written whole as ``fpr95_tables`` {"reference", "candidate"} and
+    copied into the per-category ``fpr95_reference`` / ``fpr95`` and ``mean_fpr95_reference`` / ``mean_fpr95``
+    the rule and the tables read. ``agreement`` and ``logit_rms`` are pooled over all pairs;
+    ``mean_delta_ci`` is the paired bootstrap interval of the mean ΔFPR95 over categories.
     """
     if not labels:
         raise InputError("parity: no categories to compare")
-    categories = {name: compare_category(labels[name], reference[name], candidate[name]) for name in labels}
+    for name in labels:
+        _check_lengths(labels[name], reference[name], candidate[name])
+    fpr95 = _fpr95()
+    ref_table = FPR95Table.from_scores(labels, reference, protocol, fpr95)
+    cand_table = FPR95Table.from_scores(labels, candidate, protocol, fpr95)
+    categories = {name: compare_category(labels[name], reference[name], candidate[name], ref_table[name].fpr95,
+                                         cand_table[name].fpr95) for name in labels}
     agreeing = sum(c.pop("agreeing_pairs") for c in categories.values())
     # the categories were drawn apart, so draw b of the mean is the mean of every category's draw b
     mean_draws = np.mean([c.pop("bootstrap_deltas") for c in categories.values()], axis=0)
     pairs = sum(c["pairs"] for c in categories.values())
-    mean_ref = round(float(np.mean([c["fpr95_reference"] for c in categories.values()])), DIGITS)
-    mean_cand = round(float(np.mean([c["fpr95"] for c in categories.values()])), DIGITS)
+    mean_ref, mean_cand = round(ref_table.mean_fpr95, DIGITS), round(cand_table.mean_fpr95, DIGITS)
     mean_delta = round(mean_cand - mean_ref, DIGITS)
     worst = max([abs(c["delta"]) for c in categories.values()] + [abs(mean_delta)])
     lo, hi = interval(mean_draws)
@@ -95,6 +113,7 @@ def compare(labels: Scores, reference: Scores, candidate: Scores, budget: float)
         "max_abs_diff": max(c["max_abs_diff"] for c in categories.values()),
         "pairs": pairs,
         "budget": budget,
+        "fpr95_tables": {"reference": ref_table.to_json(), "candidate": cand_table.to_json()},
     }
     result["failures"] = failures(result)
     result["passed"] = not result["failures"]

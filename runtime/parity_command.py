@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 from typing import Optional
 
-from rrl_edge.argtypes import HelpFormatter, batch_size, command_groups, example, thread_count
+from rrl_edge.argtypes import HelpFormatter, batch_size, command_groups, example, fpr95_budget, thread_count
 from rrl_edge.errors import InputError
 
 DESCRIPTION = """\
@@ -34,14 +34,8 @@ before anything is scored, so a missing file, an unknown suffix, a corrupt model
 without TensorRT fails the whole command (exit 2, naming the file) and writes no JSON or plot."""
 
 
-def _budget(text: str) -> float:
-    value = float(text)
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a non-negative number of FPR95 points, got {text}")
-    return value
-
-
-def add_command(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """Register `rrl-edge parity` on the CLI's sub-parsers."""
     from rrl_edge.runtime.parity import DEFAULT_BUDGET
 
     p = sub.add_parser("parity", help="FPR95 of artifacts vs their reference on real pairs (exit 1 when one fails)",
@@ -60,7 +54,7 @@ def add_command(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> N
                         help="split of a build or image folder (default %(default)s)")
     outputs.add_argument("--json", help="write the report as JSON here (folders are created)")
     outputs.add_argument("--plot", help="write the ROC plot of all artifacts (PNG) here")
-    settings.add_argument("--budget", type=_budget, default=DEFAULT_BUDGET, help="FPR95 points the mean may move "
+    settings.add_argument("--budget", type=fpr95_budget, default=DEFAULT_BUDGET, help="FPR95 points the mean may move "
                           "by, and beyond which no category may move beyond its bootstrap interval (default "
                           "%(default)s)")
     settings.add_argument("--batch", type=batch_size, default=256, help="pairs per inference call (default "

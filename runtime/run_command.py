@@ -12,12 +12,13 @@ import io
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
 import numpy as np
 
 from rrl_edge.argtypes import HelpFormatter, batch_size, command_groups, example, thread_count
 from rrl_edge.errors import InputError
+from rrl_edge.fpr95_table import FPR95Table, format_tables
 from rrl_edge.runtime.inputs import InputSet
 
 OUT_SUFFIXES = (".npy", ".csv")
@@ -61,9 +62,9 @@ def write_scores(path: Path, sets: Dict[str, InputSet], scores: Dict[str, np.nda
     atomic_write_bytes(path, text.getvalue().encode())
 
 
-def fpr95_table(sets: Dict[str, InputSet], scores: Dict[str, np.ndarray]) -> Optional[Dict[str, float]]:
-    """FPR95 (%) per labelled category and their mean; None when nothing is labelled or sklearn is missing."""
-    labelled = [name for name, one in sets.items() if one.labels is not None]
+def fpr95_table(sets: Dict[str, InputSet], scores: Dict[str, np.ndarray]) -> Optional[FPR95Table]:
+    """FPR95 (%) per labelled category and their mean (rrl_edge.fpr95_table); None when nothing is labelled."""
+    labelled = {name: one.labels for name, one in sets.items() if one.labels is not None}
     if not labelled:
         return None
     try:
@@ -71,10 +72,7 @@ def fpr95_table(sets: Dict[str, InputSet], scores: Dict[str, np.ndarray]) -> Opt
     except ImportError:
         print("FPR95 not computed: it needs scikit-learn (pip install scikit-learn)")
         return None
-    table = {name: fpr95(sets[name].labels, scores[name]) for name in labelled}  # type: ignore[arg-type]
-    if len(table) > 1:
-        table["mean"] = float(np.mean(list(table.values())))
-    return table
+    return FPR95Table.from_scores(labelled, scores, fpr95=fpr95)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -114,12 +112,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"{described['artifact']}: {described['backend']} {described['precision']}, {pairs} pairs in "
           f"{seconds:.1f} s ({pairs / seconds:.0f} pairs/s, batch {args.batch})")
     table = fpr95_table(sets, scores)
-    if table:
-        lines: List[str] = ["| category | pairs | FPR95 (%) |", "|---|---:|---:|"]
-        for name, value in table.items():
-            count = len(sets[name]) if name in sets else sum(len(sets[n]) for n in table if n in sets)
-            lines.append(f"| {name} | {count} | {value:.2f} |")
-        print("\n".join(lines))
+    if table is not None:  # a Markdown table; the mean row only over several categories
+        print(format_tables({"": table}, markdown=True, single_mean=False))
     if out is not None:
         write_scores(out, sets, scores)
         print(f"scores -> {out}")
@@ -128,11 +122,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         write_json({**described, "batch": args.batch, "pairs": pairs, "seconds": round(seconds, 3),
                     "categories": {name: len(one) for name, one in sets.items()},
-                    "fpr95": {k: round(v, 4) for k, v in (table or {}).items()}}, args.json)
+                    "fpr95": None if table is None else table.to_json()}, args.json)
     return 0
 
 
-def add_command(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """Register `rrl-edge run` on the CLI's sub-parsers."""
     from rrl_edge.runtime.registry import backend_choices
 
     p = sub.add_parser("run", help="score patch pairs with an engine, ONNX model or checkpoint (FPR95 if labelled)",

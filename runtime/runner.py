@@ -112,4 +112,11 @@ def score_pairs(
         scores[start : start + n] = out
     if not np.isfinite(scores).all():
         raise RRLEdgeError(f"{runner.path}: the {runner.backend} runner produced NaN or infinite scores")
+    low, high = (float(scores.min()), float(scores.max())) if len(scores) else (0.0, 0.0)
+    if low < -SCORE_SLACK or high > 1 + SCORE_SLACK:  # written as scores and compared at 0.5, they would mislead
+        raise RRLEdgeError(f"{runner.path}: outputs range from {low:.4g} to {high:.4g}, not match probabilities in "
+                           "[0, 1]; is its last layer a logit without the sigmoid? (rrl-edge export ends in one)")
     return scores
+
+
+SCORE_SLACK = 1e-3  # FP16 and INT8 engines may round a sigmoid a hair past 0 or 1

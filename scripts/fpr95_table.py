@@ -16,6 +16,9 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from rrl_edge.errors import InputError
+from rrl_edge.fpr95_table import DIGITS, FPR95Table
+
 
 def _read(path: str) -> Dict[str, Any]:
     try:
@@ -34,14 +37,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--budget", type=float, default=0.3)
     args = parser.parse_args(argv)
     evaluated, deployed = _read(args.eval_json), _read(args.run_json)
-    try:
-        cats = {name: c for name, c in evaluated["categories"].items()}
-        run_fpr95, run_pairs = deployed["fpr95"], deployed["categories"]
-    except (KeyError, AttributeError, TypeError):
-        print(f"fpr95_table: {args.eval_json} or {args.run_json} lacks its categories or FPR95", file=sys.stderr)
+    counts = deployed.get("categories")  # every set run scored: {name: pairs}
+    try:  # both are FPR95Tables (rrl_edge.fpr95_table); an older run's flat "fpr95" is read too
+        ev = FPR95Table.from_json(evaluated, source=args.eval_json)
+        run = FPR95Table.from_json(deployed.get("fpr95"), counts if isinstance(counts, dict) else None,
+                                   f"{args.run_json} [fpr95]")
+    except InputError as exc:
+        print(f"fpr95_table: {args.eval_json} or {args.run_json} lacks its categories or FPR95 ({exc})",
+              file=sys.stderr)
         return 2
-    mismatched = [n for n in cats if run_pairs.get(n) != cats[n]["pairs"] or n not in run_fpr95]
-    if mismatched or set(run_pairs) != set(cats):
+    mismatched = [n for n in ev if n not in run or ev[n].pairs is None or run[n].pairs != ev[n].pairs]
+    if mismatched or set(run) != set(ev) or (isinstance(counts, dict) and set(counts) != set(ev)):
         print(f"fpr95_table: the two runs scored different pairs ({', '.join(mismatched) or 'other categories'})",
               file=sys.stderr)
         return 2
@@ -49,14 +55,12 @@ def main(argv: Optional[List[str]] = None) -> int:
            f"{deployed.get('precision', '?')})"
     lines = [f"| category | pairs | PyTorch FP32 ({Path(evaluated.get('checkpoint', '?')).name}) | {name} | delta |",
              "|---|---:|---:|---:|---:|"]
-    for cat, c in cats.items():
-        lines.append(f"| {cat} | {c['pairs']:,} | {c['fpr95']:.2f} | {run_fpr95[cat]:.2f} | "
-                     f"{run_fpr95[cat] - c['fpr95']:+.2f} |")
-    mean_eval = float(evaluated["mean_fpr95"])
-    mean_run = float(run_fpr95.get("mean", run_fpr95[next(iter(cats))]))
+    for cat, c in ev.categories.items():
+        mine, theirs = round(c.fpr95, DIGITS), round(run[cat].fpr95, DIGITS)  # as the JSON files hold them
+        lines.append(f"| {cat} | {c.pairs:,} | {mine:.2f} | {theirs:.2f} | {theirs - mine:+.2f} |")
+    mean_eval, mean_run = round(ev.mean_fpr95, DIGITS), round(run.mean_fpr95, DIGITS)
     delta = mean_run - mean_eval
-    total = sum(int(c["pairs"]) for c in cats.values())
-    lines.append(f"| **mean** | {total:,} | {mean_eval:.2f} | {mean_run:.2f} | {delta:+.2f} |")
+    lines.append(f"| **mean** | {ev.pairs:,} | {mean_eval:.2f} | {mean_run:.2f} | {delta:+.2f} |")
     print("\n".join(lines))
     ok = abs(delta) <= args.budget
     print(f"\nthe deployed artifact's mean FPR95 is {delta:+.2f} points from the evaluated model's: "

@@ -20,6 +20,8 @@ if [ ! -x "$rrl_edge" ]; then
     exit 2
 fi
 mkdir -p "$out"
+marker=$(mktemp "$out/.started.XXXXXX")  # what the job writes is newer than this
+trap 'rm -f "$marker"' EXIT
 model=$("$venv/bin/python" -c "from rrl_edge.checkpoint import shipped_checkpoint; print(shipped_checkpoint())")
 started=$SECONDS
 
@@ -36,4 +38,7 @@ echo "== 3/4 run: the device runtime scores the same test pairs with $artifact"
 
 echo "== 4/4 the model evaluated (1) against the artifact deployed (3)"
 "$venv/bin/python" scripts/fpr95_table.py "$out/eval.json" "$out/run.json" | tee "$out/summary.md"
-echo "main_job: done in $(( (SECONDS - started) / 60 )) min $(( (SECONDS - started) % 60 )) s; see $out/ (eval.json, roc.png, deploy/, scores.csv, run.json, summary.md)"
+echo "main_job: done in $(( (SECONDS - started) / 60 )) min $(( (SECONDS - started) % 60 )) s; it wrote:"
+find "$out" -type f -newer "$marker" ! -name '.*' | sort | while read -r f; do
+    printf '  %-48s %s\n' "$f" "$(du -h "$f" | cut -f1)"
+done

@@ -42,5 +42,5 @@ cd "$tree"
 MYPYPATH=$tree "$PYTHON" -m mypy --config-file "$root/scripts/mypy.ini" --cache-dir "$tree/.mypy_cache" \
     rrl_edge/export/tensorrt_build.py rrl_edge/export/gpu.py rrl_edge/export/device_check.py \
     rrl_edge/calibration/sampling.py rrl_edge/calibration/quantize.py \
-    rrl_edge/runtime/tensorrt_runner.py rrl_edge/manifest.py "$@"
-echo "mypy: the TensorRT build code, the TensorRT runner and the calibration package type-check against tensorrt-stubs"
+    rrl_edge/runtime/tensorrt_runner.py rrl_edge/manifest.py rrl_edge/fpr95_table.py "$@"
+echo "mypy: the TensorRT build code, the TensorRT runner, the FPR95 table and the calibration package type-check against tensorrt-stubs"

@@ -9,6 +9,22 @@ import pytest
 from rrl_edge.data.patchfile import PatchSet
 
 
+def write_test_build(sets: Dict[str, PatchSet], out: Path) -> Path:
+    """A build-like folder (manifest + labelled patch files, test split) of ``sets``: what `run` and `parity` read
+    as a patch build."""
+    import json
+
+    from rrl_edge.data.patchfile import save_patch_set
+    from rrl_edge.data.store import DATA_FORMAT_VERSION, MANIFEST
+
+    counts = {}
+    for name, ps in sets.items():
+        save_patch_set(ps, out / f"test_{name}_patches.npy", out / f"test_{name}_labels.npy")
+        counts[name] = {"pairs": len(ps), "patches_file": f"test_{name}_patches.npy", "labels_file": f"test_{name}_labels.npy"}
+    (out / MANIFEST).write_text(json.dumps({"format_version": DATA_FORMAT_VERSION, "counts": {"test": counts}}))
+    return out
+
+
 @pytest.fixture(scope="session")
 def random_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A seeded, untrained width-0.25 model: enough for graph structure and FP32 parity."""

@@ -128,7 +128,7 @@ def test_train_on_two_data_sources_records_both(tmp_path, visnir_test):
     assert payload["train_pairs"] == sum(len(visnir_test[n]) for n in ("urban", "street")) - payload["val_pairs"]
     assert [Path(s["source"]).name for s in payload["data"]["sources"]] == ["urban_patches.npy", "street_patches.npy"]
     history = json.loads((run_dir / "curve.json").read_text())["history"]
-    assert set(history[-1]["val_fpr95_by_source"]) == {"urban_patches.npy", "street_patches.npy"}
+    assert set(history[-1]["val_fpr95_table"]["categories"]) == {"urban_patches.npy", "street_patches.npy"}
 
 
 def test_train_refuses_val_data_with_two_sources_and_cuda_without_a_gpu(tmp_path, visnir_test):

@@ -1,6 +1,7 @@
-"""The command line agrees with itself: every default comes from the configuration dataclass it fills, one flag
-name per meaning across the sub-commands (old spellings parse as hidden aliases), and each main command's --help
-groups its flags as inputs, outputs and settings and ends with an example that parses."""
+"""The command line agrees with itself: every command is registered one way (a module of cli.COMMAND_MODULES, through
+its add_commands), every default comes from the configuration dataclass it fills, one flag name per meaning across
+the sub-commands (old spellings parse as hidden aliases), each main command's --help groups its flags as inputs,
+outputs and settings (experiments apart) and ends with an example that parses."""
 
 import argparse
 import inspect
@@ -11,7 +12,7 @@ from typing import Dict, Iterator, List, Tuple
 
 import pytest
 
-from rrl_edge.argtypes import GROUPS, defaults_of
+from rrl_edge.argtypes import EXPERIMENTS, GROUPS, defaults_of
 from rrl_edge.cli import build_parser
 
 MAIN_COMMANDS = ("train", "eval", "export", "build", "device-check", "run", "parity", "bench", "register")
@@ -76,6 +77,42 @@ def defaults(command: str) -> argparse.Namespace:
 
 def test_every_command_is_covered():
     assert set(REQUIRED) == set(flag_table())
+
+
+# --- one way to register a command ----------------------------------------------------------------------------------
+
+def test_every_command_is_registered_by_a_module_of_the_one_tuple():
+    """cli.COMMAND_MODULES is the command list: each module registers its sub-commands through add_commands(sub)
+    with handlers of its own, no two modules register one name, together they are every command (in the tuple's
+    order), no other project module has an add_commands, and cli.py adds no sub-parser itself."""
+    import ast
+    from pathlib import Path
+
+    from test_layers import project_modules
+
+    from rrl_edge import cli
+
+    registered: Dict[str, str] = {}
+    for module in cli.COMMAND_MODULES:
+        parser = argparse.ArgumentParser()
+        module.add_commands(parser.add_subparsers(dest="command"))
+        leaves = dict(subcommands(parser))
+        assert leaves, f"{module.__name__}.add_commands registers no command"
+        for leaf, sub in leaves.items():
+            assert leaf not in registered, f"{leaf}: registered by {registered[leaf]} and by {module.__name__}"
+            registered[leaf] = module.__name__
+            handler = sub.get_default("func")
+            assert callable(handler) and handler.__module__ == module.__name__, \
+                f"{leaf}: set_defaults(func=...) should name a handler of {module.__name__}, not {handler!r}"
+    assert list(registered) == [name for name, _ in subcommands(build_parser())]
+    with_add_commands = {name for name, path in project_modules().items()
+                         if any(isinstance(node, ast.FunctionDef) and node.name in ("add_commands", "add_command")
+                                for node in ast.parse(path.read_text()).body)}
+    assert with_add_commands == {module.__name__ for module in cli.COMMAND_MODULES}
+    calls = [node.attr for node in ast.walk(ast.parse(Path(cli.__file__).read_text()))
+             if isinstance(node, ast.Attribute) and node.attr in ("add_parser", "add_subparsers", "add_commands")]
+    assert sorted(calls) == ["add_commands", "add_subparsers"], \
+        f"cli.py should only loop over COMMAND_MODULES ({calls}): give a new command a module in that tuple"
 
 
 # --- defaults come from the configuration dataclasses -------------------------------------------------------------
@@ -272,10 +309,78 @@ def test_help_has_groups_and_an_example_that_parses(command, capsys):
         except SystemExit:
             pytest.fail(f"{command} --help example `{line}` does not parse: {capsys.readouterr().err}")
     # every flag sits in a titled group; argparse's own group holds only --help
-    own = [g for g in parser._action_groups if g.title not in (*GROUPS, "patch cutting (image-pair folders)")]
+    own = [g for g in parser._action_groups if g.title not in (*GROUPS, EXPERIMENTS, "patch cutting (image-pair folders)")]
     assert [a.option_strings for g in own for a in g._group_actions if a.help != argparse.SUPPRESS] == [["-h", "--help"]]
 
 
 def test_help_prints_for_every_command(capsys):
     for name, parser in subcommands(build_parser()):
         assert parser.format_help().startswith("usage: rrl-edge"), name
+
+
+# --- registration: product settings apart from experiments -------------------------------------------------------
+
+def _ablations(command: str) -> Dict[str, Tuple[str, str]]:
+    from rrl_edge.registration.commands import ABLATIONS, NETWORK_ABLATION
+
+    return {**ABLATIONS, **NETWORK_ABLATION} if command == "register-eval" else dict(ABLATIONS)
+
+
+@pytest.mark.parametrize("command,stage", [(c, s) for c in ("register", "register-eval") for s in _ablations(c)])
+def test_ablate_and_its_old_switch_give_the_same_config(command, stage):
+    """`--ablate STAGE` and the switch it replaced (a hidden alias) parse alike and give one RegisterConfig, which
+    differs from the default one; the old switch is not in --help, --ablate is, in the experiments group."""
+    from rrl_edge.registration.commands import _config
+
+    old = _ablations(command)[stage][0]
+    parse = build_parser().parse_args
+    base = [command, *REQUIRED[command]]
+    new_args, old_args = parse([*base, "--ablate", stage]), parse([*base, old])
+    assert vars(new_args) == vars(old_args)
+    assert _config(new_args) == _config(old_args) != _config(parse(base))
+    parser = parser_of(command)
+    assert not shown_in_help(old, parser) and shown_in_help("--ablate", parser)
+    group = next(g for g in parser._action_groups if g.title == EXPERIMENTS)
+    assert [a.option_strings for a in group._group_actions if a.help != argparse.SUPPRESS] == [["--ablate"]]
+    assert stage in group.description
+
+
+def test_ablate_takes_a_list_and_repeats():
+    from rrl_edge.registration.commands import _config
+
+    parse = build_parser().parse_args
+    base = ["register-eval"]
+    together = _config(parse([*base, "--ablate", "refine,dense-path,network"]))
+    assert together == _config(parse([*base, "--ablate", "refine", "--ablate", "dense-path", "--coarse-only"]))
+    assert together == _config(parse([*base, "--no-refine", "--network-always", "--ablate", "network"]))
+    assert together.refine is None and not together.dense_first and not together.network
+    with pytest.raises(SystemExit):
+        parse(["register", *REQUIRED["register"], "--ablate", "network"])  # register-eval's only
+    with pytest.raises(SystemExit):
+        parse([*base, "--ablate", "refine,nonsense"])
+
+
+def test_every_registration_field_is_in_the_settings_page():
+    """docs/registration-settings.md has a row for every RegisterConfig and RefineConfig field, under its own
+    dataclass's heading, with the field's default (written as Python writes it, for plain values) and a kind."""
+    import dataclasses
+    from pathlib import Path
+
+    from rrl_edge.registration.pipeline import RegisterConfig
+    from rrl_edge.registration.refine import RefineConfig
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "registration-settings.md").read_text()
+    sections = {title: body for title, body in re.findall(r"^## (\w+)\n(.*?)(?=^## |\Z)", text, re.M | re.S)}
+    for cls in (RegisterConfig, RefineConfig):
+        rows = {}
+        for line in sections[cls.__name__].splitlines():
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if len(cells) >= 5 and cells[0].startswith("`"):
+                rows[cells[0].strip("`")] = cells
+        fields = [f.name for f in dataclasses.fields(cls)]
+        assert list(rows) == fields, f"{cls.__name__}: the page's rows {list(rows)} are not its fields {fields}"
+        for f in dataclasses.fields(cls):
+            default, kind = rows[f.name][1], rows[f.name][2]
+            if isinstance(f.default, (bool, int, float, str, tuple)) and f.name != "rounds":
+                assert default == f"`{f.default!r}`", f"{cls.__name__}.{f.name}: the page says {default}"
+            assert kind.split()[0] in ("product", "experiment", "internal"), f"{cls.__name__}.{f.name}: {kind}"

@@ -70,6 +70,22 @@ def test_device_check_refuses_changed_files(deploy, tmp_path):
 
 
 @pytest.mark.slow
+def test_device_check_refuses_a_folder_mixing_two_exports(deploy, exported, tmp_path):
+    """Another model's rrl.onnx beside this export's reference scores (what a kill during an install over an old
+    export could leave): refused, naming the model, before any score is compared."""
+    from rrl_edge.export.device_check import run_device_check
+
+    copy = tmp_path / "d"
+    copy.mkdir()
+    for p in deploy.iterdir():
+        if p.is_file():
+            (copy / p.name).write_bytes(p.read_bytes())
+    (copy / "rrl.onnx").write_bytes(Path(exported["fp32"]).read_bytes())  # the random model's export
+    with pytest.raises(InputError, match="rrl.onnx: is not the model rrl.reference.json was written for"):
+        run_device_check(copy, tmp_path / "r.json", "onnxruntime", show_progress=False)
+
+
+@pytest.mark.slow
 def test_device_check_on_python38_with_numpy_124_and_onnxruntime_only(deploy, tmp_path):
     from test_device_python import device_venv
 

@@ -94,6 +94,14 @@ def test_fp32_export_writes_checked_onnx_and_says_where_the_engine_is_built(rand
     report = json.loads((out / "export_report.json").read_text())
     assert report["fp32"]["pairs"] >= 1000 and report["fp32"]["max_abs_diff"] <= 1e-4 and report["fp32"]["passed"]
     assert report["files"]["rrl.onnx"] == sha256_file(out / "rrl.onnx")
+    from rrl_edge.fpr95_table import MEAN_RULE, FPR95Table
+
+    for artifact in ("pytorch", "onnx-fp32"):  # each an FPR95Table on the proof pairs (rrl_edge.fpr95_table)
+        table = report["fpr95"][artifact]
+        assert table["mean_rule"] == MEAN_RULE and table["protocol"] == "default"
+        assert {c: v["pairs"] for c, v in table["categories"].items()} == report["proof_data"]["pairs"]
+        assert FPR95Table.from_json(table).to_json() == table
+    assert report["fpr95"]["pytorch"]["categories"] == report["fpr95"]["onnx-fp32"]["categories"]
     onnx.checker.check_model(onnx.load(str(out / "rrl.onnx")))
     if not tensorrt_status()[0]:
         lines = [line for line in stdout.splitlines() if "rrl-edge build" in line]

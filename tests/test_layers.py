@@ -24,6 +24,7 @@ LAYERS: Dict[str, int] = {
     "rrl_edge.atomic": 0,
     "rrl_edge.argtypes": 0,
     "rrl_edge.metrics": 0,
+    "rrl_edge.fpr95_table": 0,
     "rrl_edge.manifest": 0,
     "rrl_edge.paths": 0,
     "rrl_edge.plots": 0,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from rrl_edge.cli import main
-from rrl_edge.data.patchfile import PatchSet, save_patch_set
+from rrl_edge.data.patchfile import PatchSet
 
 pytest_plugins = ("export_fixtures",)
 
@@ -20,17 +20,13 @@ PER_CATEGORY = 500
 @pytest.fixture(scope="module")
 def small_build(visnir_test: Dict[str, PatchSet], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A build-like folder (manifest + patch files) of 500 real test pairs of two categories, half matching."""
-    from rrl_edge.data.store import DATA_FORMAT_VERSION, MANIFEST
     from rrl_edge.export.parity import proof_sets
 
     out = tmp_path_factory.mktemp("parity-data")
     sets = proof_sets({c: visnir_test[c] for c in CATEGORIES}, PER_CATEGORY, seed=1)
-    counts = {}
-    for name, ps in sets.items():
-        save_patch_set(ps, out / f"test_{name}_patches.npy", out / f"test_{name}_labels.npy")
-        counts[name] = {"pairs": len(ps), "patches_file": f"test_{name}_patches.npy", "labels_file": f"test_{name}_labels.npy"}
-    (out / MANIFEST).write_text(json.dumps({"format_version": DATA_FORMAT_VERSION, "counts": {"test": counts}}))
-    return out
+    from export_fixtures import write_test_build  # here: a top-level import would precede pytest's plugin import
+
+    return write_test_build(sets, out)
 
 
 @pytest.fixture(scope="module")
@@ -137,4 +133,4 @@ def test_empty_data_folder(trained_checkpoint, trained_onnx, tmp_path, capsys):
 def test_budget_must_be_non_negative(trained_checkpoint, trained_onnx, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["parity", "--reference", str(trained_checkpoint), "--candidate", str(trained_onnx), "--budget", "-1"])
-    assert exc.value.code == 2 and "non-negative" in capsys.readouterr().err
+    assert exc.value.code == 2 and "must not be negative" in capsys.readouterr().err

@@ -195,8 +195,8 @@ def test_dense_path_registers_a_vis_nir_pair_and_the_ablation_flags_reach_the_co
     """Where ECC and template matching agree the pipeline stops there (the network only checks the result: 128
     pairs, not thousands) and is within 2 px of the stored matrix (measured 1.36; SIFT + MAGSAC is hundreds of
     pixels off on this pair); where ECC misleads, SIFT's estimate confirmed by template matching is taken;
-    ``--network-always`` / ``--no-template``
-    / ``--no-refine`` switch the stages off."""
+    ``--ablate dense-path`` / ``template``
+    / ``refine`` switch the stages off."""
     import argparse
 
     from rrl_edge.checkpoint import shipped_checkpoint
@@ -220,15 +220,16 @@ def test_dense_path_registers_a_vis_nir_pair_and_the_ablation_flags_reach_the_co
         res = register_images(vis, nir, runner)
         assert res.path == "dense" and res.start == "sift" and res.polish == ("template",)
         assert geo.corner_error(res.affine, gt, vis.shape[1], vis.shape[0]) < 1.0
-    flags = dict(keypoints=64, coarse_only=False, no_refine=False, no_template=False, network_always=False,
-                 no_classical=False, no_consensus=False, motion="auto")
+    flags = dict(keypoints=64, ablate=[], motion="auto")
     cfg = _config(argparse.Namespace(**flags))
-    assert cfg.dense_first and cfg.classical and cfg.refine is not None and cfg.refine.template is not None
-    assert not _config(argparse.Namespace(**{**flags, "no_classical": True})).classical
-    assert cfg.consensus and not _config(argparse.Namespace(**{**flags, "no_consensus": True})).consensus
-    cfg = _config(argparse.Namespace(**{**flags, "network_always": True, "no_template": True}))
+    assert cfg.network and cfg.dense_first and cfg.classical and cfg.refine is not None
+    assert cfg.refine.template is not None
+    assert not _config(argparse.Namespace(**{**flags, "ablate": ["classical"]})).classical
+    assert cfg.consensus and not _config(argparse.Namespace(**{**flags, "ablate": ["consensus"]})).consensus
+    cfg = _config(argparse.Namespace(**{**flags, "ablate": ["dense-path", "template"]}))
     assert not cfg.dense_first and cfg.refine is not None and cfg.refine.template is None
-    assert _config(argparse.Namespace(**{**flags, "no_refine": True})).refine is None
+    assert _config(argparse.Namespace(**{**flags, "ablate": ["refine"]})).refine is None
+    assert not _config(argparse.Namespace(**{**flags, "ablate": ["network"]})).network
     assert _config(argparse.Namespace(**{**flags, "motion": "affine"})).motion == "affine"
 
 
@@ -309,7 +310,7 @@ def test_output_onto_an_input_is_refused(tmp_path, capsys, data_root):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("category,pair,flags", [("indoor", "0001", ["--network-always"]), ("urban", "0000", [])])
+@pytest.mark.parametrize("category,pair,flags", [("indoor", "0001", ["--ablate", "dense-path"]), ("urban", "0000", [])])
 def test_visnir_pairs_register_within_5px(tmp_path, capsys, data_root, category, pair, flags):
     """The shipped checkpoint through the CLI on real VIS-NIR pairs, by the network rounds and by the default
     (dense first): mean corner error against the stored matrix under 5 px; the JSON has the schema; the warp and
@@ -364,7 +365,7 @@ def test_register_eval_coarse_only_writes_table_json_plot(tmp_path, capsys, data
     from rrl_edge.data.alignment import check_alignment
 
     out, plot = tmp_path / "e.json", tmp_path / "s.png"
-    rc = main(["register-eval", "--data", str(data_root / "roadscene"), "--limit", "1", "--coarse-only",
+    rc = main(["register-eval", "--data", str(data_root / "roadscene"), "--limit", "1", "--ablate", "network",
                "--json", str(out), "--plot", str(plot)])
     assert rc == 0
     rep = json.loads(out.read_text())

@@ -1,5 +1,6 @@
 """The device runtime: runner interface, backend choice, cross-backend scores on real pairs, `rrl-edge run`, bad input."""
 
+import json
 import re
 import subprocess
 import sys
@@ -145,13 +146,18 @@ def test_run_scores_and_fpr95_match_the_runner(two_categories, exported, tmp_pat
     printed = capsys.readouterr().out
     assert "onnxruntime fp32, 300 pairs" in printed
     assert f"| water_patches | 300 | {fpr95(labels, scores):.2f} |" in printed
+    table = json.loads((tmp_path / "run.json").read_text())["fpr95"]  # an FPR95Table (rrl_edge.fpr95_table)
+    assert table["categories"] == {"water_patches": {"fpr95": round(fpr95(labels, scores), 4), "pairs": 300}}
+    assert table["mean_fpr95"] == table["categories"]["water_patches"]["fpr95"] and table["protocol"] is None
 
 
 def test_run_writes_csv_and_handles_unlabelled_pairs(two_categories, exported, tmp_path, capsys):
     unlabelled = tmp_path / "pairs.npy"
     np.save(unlabelled, np.load(two_categories["field"])[:20])
     out = tmp_path / "scores.csv"
-    assert main(["run", "--engine", str(exported["fp32"]), "--data", str(unlabelled), "--out", str(out), "--quiet"]) == 0
+    assert main(["run", "--engine", str(exported["fp32"]), "--data", str(unlabelled), "--out", str(out), "--quiet",
+                 "--json", str(tmp_path / "run.json")]) == 0
+    assert json.loads((tmp_path / "run.json").read_text())["fpr95"] is None  # no labels: no FPR95 table
     rows = out.read_text().splitlines()
     assert rows[0] == "category,index,score,label" and len(rows) == 21
     assert rows[1].startswith("pairs,0,") and rows[1].endswith(",")

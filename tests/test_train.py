@@ -123,11 +123,16 @@ def test_a_joint_run_is_chosen_on_the_mean_of_each_sources_fpr95(tmp_path, count
     train_set, visnir_val = country
     vals = {"vis-nir": visnir_val, "roadscene": roadscene_val}
     state = train(TrainConfig(out_dir=str(tmp_path), max_steps=4, eval_every=4, **TINY), train_set, vals)
+    from rrl_edge.fpr95_table import FPR95Table
+
     entry = state.history[-1]
-    by_source = entry["val_fpr95_by_source"]
-    assert set(by_source) == {"vis-nir", "roadscene"}
+    table = FPR95Table.from_json(entry["val_fpr95_table"])  # each source's FPR95 and pairs, and their mean
+    by_source = table.fpr95_by_category()
+    assert list(by_source) == ["vis-nir", "roadscene"] and table["roadscene"].pairs == 256
+    assert entry["val_fpr95"] == table.to_json()["mean_fpr95"]
     assert entry["val_fpr95"] == pytest.approx(np.mean(list(by_source.values())), abs=1e-3)
     net, meta = load_model(tmp_path / "best.pt")  # the saved network gives the recorded numbers
+    assert meta["val_fpr95_table"] == entry["val_fpr95_table"]
     for name, ps in vals.items():
         assert fpr95(ps.labels, score_with(net, ps.patches)) == pytest.approx(by_source[name], abs=1e-3)
 

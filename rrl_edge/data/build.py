@@ -45,7 +45,7 @@ from rrl_edge.contracts import PATCH_SIZE
 from rrl_edge.data.patchfile import PatchSet, save_patch_set
 from rrl_edge.data.store import DATA_FORMAT_VERSION, MANIFEST, SPLITS, load_split, read_manifest  # noqa: F401  (load_split: re-exported)
 from rrl_edge.errors import DataError
-from rrl_edge.paths import sweep_stale
+from rrl_edge.paths import cache_folder, sweep_stale
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -374,7 +374,7 @@ def ensure_dataset(
     """The build folder for (data_dir, config) under the cache, building it unless already complete."""
     layout = detect_layout(data_dir)
     if cache_root is None:
-        cache_root = os.environ.get("RRL_EDGE_CACHE") or Path.home() / ".cache" / "rrl-edge" / "patches"
+        cache_root = cache_folder("RRL_EDGE_CACHE", Path.home() / ".cache" / "rrl-edge" / "patches")
     out = Path(cache_root).expanduser() / f"{layout}-{dataset_key(data_dir, config)}"
     try:
         read_manifest(out)

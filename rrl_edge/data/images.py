@@ -7,9 +7,10 @@ change the dataset without anyone noticing.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import List, Optional, Set, Tuple
 
 import cv2
 import numpy as np
@@ -77,12 +78,34 @@ def read_rgb(path: Path) -> np.ndarray:
     return _read(path, "RGB")
 
 
+EXIF_ORIENTATION = 0x0112
+
+
+def _upright(path: Path, im: "Image.Image") -> "Image.Image":
+    """The picture as viewers (and OpenCV's imread) show it: a camera that stores rotated pixels and an EXIF
+    orientation tag would otherwise be registered rotated or mirrored. Said once per file on stderr, because
+    every coordinate (keypoints, affines, warps) is then in the upright frame."""
+    from PIL import ImageOps
+
+    orientation = im.getexif().get(EXIF_ORIENTATION, 1)
+    if orientation in (None, 1):
+        return im
+    if path not in _NOTED:
+        _NOTED.add(path)
+        print(f"rrl-edge: note: {path}: EXIF orientation {orientation} applied (the picture as viewers show it; "
+              "coordinates refer to it)", file=sys.stderr)
+    return ImageOps.exif_transpose(im)
+
+
+_NOTED: Set[Path] = set()
+
+
 def _read(path: Path, mode: str) -> np.ndarray:
     try:
         with Image.open(path) as im:
             check_image_header(path, im)  # size and mode from the header, before decoding
             im.load()  # decode now: a truncated file fails here, not later
-            converted = im.convert(mode)
+            converted = _upright(path, im).convert(mode)
     except FileNotFoundError:
         raise DataError(f"{path}: image file not found") from None
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
@@ -107,9 +130,19 @@ def read_warp(path: Path) -> np.ndarray:
     m = m.astype(np.float64)
     if not np.isfinite(m).all():
         raise DataError(f"{path}: warp matrix has non-finite entries")
+    if np.abs(m[:, 2]).max() > MAX_WARP_SHIFT or np.abs(m[:, :2]).max() > MAX_WARP_SCALE:
+        raise DataError(f"{path}: warp matrix has entries too large for an image warp (largest "
+                        f"{np.abs(m).max():.3g}; at most {MAX_WARP_SCALE:g} in the 2x2 part and {MAX_WARP_SHIFT:g} px "
+                        "of shift)")
     if abs(np.linalg.det(m[:, :2])) < 1e-6:
         raise DataError(f"{path}: warp matrix is singular")
     return m
+
+
+# A ground-truth warp maps one image onto another of a similar size: scale factors beyond 100 or shifts beyond a
+# million pixels are corrupt files (1e300 overflowed every corner error to inf and read as a registration miss).
+MAX_WARP_SCALE = 100.0
+MAX_WARP_SHIFT = 1e6
 
 
 def unwarp(other: np.ndarray, matrix: np.ndarray, size: Tuple[int, int]) -> Tuple[np.ndarray, np.ndarray]:

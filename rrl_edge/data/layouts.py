@@ -25,6 +25,7 @@ import numpy as np
 
 from rrl_edge.data.images import IMAGE_EXTENSIONS, VISNIR_CATEGORIES, ImagePair, list_roadscene, list_visnir_category
 from rrl_edge.errors import DataError
+from rrl_edge.paths import special_file_kind
 
 VISNIR_TRAIN_CATEGORY = "country"
 VAL_FRACTION = 0.1  # of the non-test images of a folder split by image
@@ -152,7 +153,7 @@ def detect_layout(data_dir: "os.PathLike[str] | str") -> str:
     if not d.exists():
         raise DataError(f"{d}: data folder not found")
     if not d.is_dir():
-        raise DataError(f"{d}: not a folder")
+        raise DataError(f"{d}: {special_file_kind(d)}, expected a folder of image pairs")
     for lay in LAYOUTS.values():
         if lay.detect(d):
             return lay.name

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import glob
 import os
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,7 +54,8 @@ def validate_patches(patches: np.ndarray, labels: np.ndarray, source: str) -> No
         raise DataError(f"{source}: {patches.shape[0]} patch pairs but {labels.shape[0]} labels")
     if patches.shape[0] == 0:
         raise DataError(f"{source}: no patch pairs (N == 0)")
-    if not (labels.dtype == np.bool_ or np.issubdtype(labels.dtype, np.number)):
+    if not (labels.dtype == np.bool_ or np.issubdtype(labels.dtype, np.integer)
+            or np.issubdtype(labels.dtype, np.floating)):  # complex 1+0j would pass the 0/1 test below
         raise DataError(f"{source}: labels have dtype {labels.dtype}, expected integers 0/1")
     bad = ~np.isin(labels, (0, 1))
     if bad.any():
@@ -61,6 +63,9 @@ def validate_patches(patches: np.ndarray, labels: np.ndarray, source: str) -> No
         raise DataError(
             f"{source}: labels must be 0 or 1; {int(bad.sum())} are not (first at index {first}: {labels[first]!r})"
         )
+
+
+SHARED_LABEL_NAMES = ("labels.npy", "y.npy", "Y.npy")  # names that do not say which patch file they label
 
 
 def _label_candidates(patches_path: Path) -> List[Path]:
@@ -72,7 +77,7 @@ def _label_candidates(patches_path: Path) -> List[Path]:
             cands.append(parent / name.replace(word, repl))
     if stem[:1] in ("x", "X") and (len(stem) == 1 or not stem[1].isalnum()):
         cands += [parent / f"y{stem[1:]}.npy", parent / f"Y{stem[1:]}.npy"]
-    cands += [parent / "labels.npy", parent / "y.npy", parent / "Y.npy"]
+    cands += [parent / n for n in SHARED_LABEL_NAMES]
     out: List[Path] = []
     for c in cands:
         if c != patches_path and c not in out:
@@ -159,6 +164,9 @@ def load_patch_file(
             tried = ", ".join(c.name for c in cands)
             raise DataError(f"{ppath}: no labels file found next to it (tried {tried}); pass labels_path")
         lpath = found[0]
+        if lpath.name in SHARED_LABEL_NAMES:  # may belong to another patch file in the folder: say which was read
+            print(f"rrl-edge: note: {ppath}: labels read from {lpath.name} beside it (pass --labels to choose "
+                  "another file)", file=sys.stderr)
     else:
         lpath = Path(labels_path)
     patches = _load_npy(ppath, "patches", mmap)

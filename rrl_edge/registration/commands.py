@@ -2,31 +2,62 @@
 
 argparse and the standard library at import: the CLI builds every sub-parser, also on a device without torch or
 OpenCV, so the registration code loads inside the commands.
+
+The product's settings are the inputs, outputs and settings groups; ``--ablate`` (its own help group) leaves
+stages of the pipeline out to measure what each buys. docs/registration-settings.md says which configuration
+fields are which, and what measurement set each.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Dict, Tuple
 
-from rrl_edge.argtypes import HelpFormatter, command_groups, example, positive_int, thread_count
+from rrl_edge.argtypes import (EXPERIMENTS, HelpFormatter, comma_choices, command_groups, example, hidden_alias,
+                               positive_int, thread_count)
 from rrl_edge.registration import DEFAULT_MOTION, FIRST_ROUND_KEYPOINTS, MOTIONS
 
 
+# What `--ablate STAGE` leaves out, named by what is removed: (the old switch that did it, kept as a hidden alias;
+# what it removes). Each maps to a RegisterConfig / RefineConfig field in _config.
+ABLATIONS: Dict[str, Tuple[str, str]] = {
+    "refine": ("--no-refine", "no polish (ECC, then template matching, of the gradient maps), and so no dense path, "
+                              "which is made of them"),
+    "template": ("--no-template", "polish with ECC only, without the local template matching after it; no dense "
+                                  "path either (template matching is its agreement check)"),
+    "classical": ("--no-classical", "no SIFT + MAGSAC affine as the dense path's second start (nor as a start of "
+                                    "ECC from two starts)"),
+    "consensus": ("--no-consensus", "no ECC from two starts: where the network refuses ECC's polish, the refusal "
+                                    "stands"),
+    "dense-path": ("--network-always", "no dense path (ECC and template matching agreeing, checked by the network's "
+                                       "score, answer without the network rounds): the network rounds run on every "
+                                       "pair"),
+}
+# register-eval only: the measurement of what the network buys
+NETWORK_ABLATION: Dict[str, Tuple[str, str]] = {
+    "network": ("--coarse-only", "no network at all: the best coarse hypothesis, then the polish held only by its "
+                                 "move limits"),
+}
+
+
 def _config(args: argparse.Namespace) -> Any:  # RegisterConfig
+    """The RegisterConfig a `register` / `register-eval` command line runs: the library's defaults, its
+    ``--keypoints`` and ``--motion``, less the stages ``--ablate`` (or an old switch) left out."""
     from rrl_edge.registration.pipeline import RegisterConfig
 
     cfg = RegisterConfig()
     r1, r2 = cfg.rounds
-    polish = None if args.no_refine or cfg.refine is None else cfg.refine
-    if polish is not None and args.no_template:
+    off = set(args.ablate)
+    polish = None if "refine" in off or cfg.refine is None else cfg.refine
+    if polish is not None and "template" in off:
         polish = replace(polish, template=None)
     return replace(cfg, rounds=(replace(r1, keypoints=args.keypoints), replace(r2, keypoints=2 * args.keypoints)),
-                   network=not getattr(args, "coarse_only", False), refine=polish, dense_first=not args.network_always,
-                   classical=not args.no_classical, consensus=not args.no_consensus, motion=args.motion)
+                   network="network" not in off, refine=polish, dense_first="dense-path" not in off,
+                   classical="classical" not in off, consensus="consensus" not in off, motion=args.motion)
 
 
 def _open(engine, backend: str, threads):
@@ -106,24 +137,29 @@ def _common(inputs: Any, settings: Any, backend_choices: Any) -> None:
     settings.add_argument("--keypoints", type=positive_int, default=FIRST_ROUND_KEYPOINTS,
                           help="VIS keypoints in the first network round (twice as many in the second) "
                                "(default %(default)s)")
-    settings.add_argument("--no-refine", action="store_true",
-                          help="leave out the final polish (ECC and template matching of the gradient maps; ablation)")
-    settings.add_argument("--network-always", action="store_true",
-                          help="run the network rounds on every pair, also where ECC and template matching agree "
-                               "(ablation)")
-    settings.add_argument("--no-classical", action="store_true",
-                          help="do not try SIFT + MAGSAC's affine as a second start of the dense path (ablation)")
-    settings.add_argument("--no-consensus", action="store_true",
-                          help="keep the network's refusal of ECC even where ECC from two starts agrees (ablation)")
-    settings.add_argument("--no-template", action="store_true",
-                          help="polish with ECC only, without the local template matching after it (ablation)")
     settings.add_argument("--motion", choices=MOTIONS, default=DEFAULT_MOTION,
                           help="what the fits may be: a similarity (rotation, scale, shift), a full affine, or auto "
                                "(default %(default)s: similarities, an affine only where template matching's matches "
                                "show another aspect)")
 
 
+def _add_ablate(parser: argparse.ArgumentParser, stages: Dict[str, Tuple[str, str]]) -> None:
+    """The experiments group: ``--ablate STAGE[,STAGE...]`` (repeatable) and each stage's old switch, hidden."""
+    width = max(len(name) for name in stages)
+    listing = [textwrap.fill(what, 92, initial_indent=f"  {name:<{width}}  ", subsequent_indent=" " * (width + 4))
+               for name, (_, what) in stages.items()]
+    group = parser.add_argument_group(EXPERIMENTS, "\n".join([
+        "Leave stages of the pipeline out, to measure what each buys (not a setting for use;",
+        "docs/registration-settings.md):", *listing]))
+    ablate = group.add_argument("--ablate", action="extend", type=comma_choices(tuple(stages), "stage"), default=[],
+                                metavar="STAGE[,STAGE...]",
+                                help=f"the stages to leave out, comma-separated or repeated: {', '.join(stages)}")
+    for name, (old, _) in stages.items():
+        hidden_alias(group, old, ablate, value=name)
+
+
 def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """Register `rrl-edge register` and `rrl-edge register-eval` on the CLI's sub-parsers."""
     from rrl_edge.runtime.registry import backend_choices
 
     p = sub.add_parser("register", help="affine registration of a VIS image and a NIR/thermal image",
@@ -136,6 +172,7 @@ def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> 
     outputs.add_argument("--json", help="write {affine, inliers, seconds, ...}")
     outputs.add_argument("--warp", help="PNG: the other image warped onto the VIS grid")
     outputs.add_argument("--overlay", help="PNG: checkerboard of VIS and the warped other image")
+    _add_ablate(p, ABLATIONS)
     p.set_defaults(func=cmd_register)
 
     e = sub.add_parser("register-eval", help="registration corner error against ground truth, beside SIFT + MAGSAC",
@@ -151,6 +188,6 @@ def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> 
     settings.add_argument("--limit", type=positive_int, default=None, help="at most N pairs per category")
     settings.add_argument("--seed", type=int, default=0, help="seed of RoadScene's random affines (default %(default)s)")
     settings.add_argument("--no-sift", action="store_true", help="leave out the SIFT + MAGSAC baseline")
-    settings.add_argument("--coarse-only", action="store_true", help="stop after the coarse stage (ablation)")
     settings.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_ablate(e, {**ABLATIONS, **NETWORK_ABLATION})
     e.set_defaults(func=cmd_register_eval)

@@ -2,8 +2,7 @@
 hypothesis, or template matching from SIFT + MAGSAC's affine), taken when the two estimates agree and the network
 scores the result as a match; otherwise network-verified matches in a shrinking window, each round followed by
 MAGSAC, then the same polish, which the network must not score worse (``refine``). Stages can be switched off to
-measure what each buys (``register-eval --coarse-only``, ``--network-always``, ``--no-classical``, ``--no-refine``,
-``--no-template``).
+measure what each buys (``--ablate`` of ``register`` and ``register-eval``; docs/registration-settings.md).
 
 Why the dense path first: where the spectra share edges (VIS-NIR) two independent estimates agreeing within 1.5 px
 was measured to be a reliable sign of success (160 VIS-NIR pairs: ECC and template matching agreed on 128, all
@@ -16,6 +15,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
+import cv2
 import numpy as np
 
 from rrl_edge.registration import DEFAULT_MOTION, FIRST_ROUND_KEYPOINTS
@@ -30,29 +30,24 @@ from rrl_edge.runtime.runner import Runner
 
 @dataclass(frozen=True)
 class RegisterConfig:
-    coarse: CoarseConfig = CoarseConfig()
-    # round 1 finds the match within the coarse error; round 2 refines to sub-pixel around round 1's affine
-    rounds: Tuple[Window, ...] = (Window(radius=8, step=2, keypoints=FIRST_ROUND_KEYPOINTS),
-                                  Window(radius=2, step=1, keypoints=160))
+    """What a registration runs. Each field's default, whether it is a product setting or an experiment (a switch
+    that leaves a stage out), and the measurement that set it: docs/registration-settings.md."""
+
+    coarse: CoarseConfig = CoarseConfig()  # the coarse search (no network)
+    rounds: Tuple[Window, ...] = (Window(radius=8, step=2, keypoints=FIRST_ROUND_KEYPOINTS),  # finds the match
+                                  Window(radius=2, step=1, keypoints=160))  # refines it to sub-pixel
     thresholds: Tuple[float, ...] = (4.0, 1.5)  # MAGSAC inlier threshold (px) per round
-    min_inliers: int = 8
+    min_inliers: int = 8  # fewest MAGSAC inliers that make a round's affine
     min_inlier_ratio: float = 0.3  # of the keypoints whose best score passed, in the first round
     hypotheses: int = 3  # coarse hypotheses tried, best first, until one verifies
-    network: bool = True  # False: stop after the coarse stage (ablation)
-    dense_first: bool = True  # False: always run the network rounds (ablation, ``--network-always``)
+    network: bool = True  # experiment: False stops after the coarse stage (then the unguarded polish)
+    dense_first: bool = True  # experiment: False skips the dense path, the network rounds run on every pair
     dense_agree: float = 1.5  # px: template matching may move ECC's estimate at most this much on the dense path
     dense_min_score: float = 0.5  # the network's mean score at the dense estimate (a match, by its threshold)
-    # a second dense start from SIFT + MAGSAC when the coarse one fails: on the 160 VIS-NIR pairs, SIFT was within
-    # 5 px on 6 of the 14 the coarse start and the network rounds missed (it fails where they succeed, and back)
-    classical: bool = True
-    # where the network refuses ECC's polish of a network-rounds estimate, ECC from the coarse hypothesis and SIFT's
-    # affine may overrule it by agreeing (refine.RefineConfig.consensus_px); False: the refusal stands (ablation)
-    consensus: bool = True
-    refine: Optional[RefineConfig] = RefineConfig()  # None: no polish at all (ablation)
-    # what the fits may be (registration.MOTIONS): "similarity" everywhere, "affine" everywhere, or "auto": the
-    # network rounds and ECC as similarities, and the template refit, the finest and least biased matches (each
-    # searched +-4 px on its own), an affine only where GRIC says they demand one (another pixel aspect)
-    motion: str = DEFAULT_MOTION
+    classical: bool = True  # experiment: False drops SIFT + MAGSAC's affine as the second dense start
+    consensus: bool = True  # experiment: False lets the network's refusal of ECC stand over ECC from two starts
+    refine: Optional[RefineConfig] = RefineConfig()  # the polish; None (experiment): no polish, no dense path
+    motion: str = DEFAULT_MOTION  # what the fits may be (registration.MOTIONS)
 
 
 @dataclass
@@ -69,6 +64,7 @@ class RegisterResult:
     path: str = "network"  # "dense" (ECC and template agreed), "network" (network rounds) or "coarse" (no network)
     start: str = "coarse"  # where the accepted estimate started: "coarse" (hypothesis ``hypothesis``) or "sift"
     unrefined: Optional[np.ndarray] = None  # the estimate before the polish (register-eval's ablation for free)
+    work_scale: float = 1.0  # the VIS image's resize factor while registering (below 1 for images beyond WORK_SIDE)
 
     @property
     def model(self) -> str:
@@ -89,6 +85,7 @@ class RegisterResult:
             "path": self.path,
             "start": self.start,
             "model": self.model,
+            "work_scale": round(float(self.work_scale), 6),
         }
 
 
@@ -165,8 +162,39 @@ def _dense_starts(vis: np.ndarray, other: np.ndarray, coarse: np.ndarray, cfg: R
             yield "sift", a
 
 
+# Longest side registered at full resolution. Every stage's memory and time grow with the pixel count (a
+# 2800x2240 pair peaked at 1.7 GB, a 7000x7000 one at 11.7 GB) while 64-pixel patches of so large an image hold
+# less structure than the cameras the network learnt from (640x512); larger images are registered at this size
+# (cv2.INTER_AREA) and the affine is scaled back to full resolution.
+WORK_SIDE = 1600
+
+
+def _to_work_size(img: np.ndarray) -> Tuple[np.ndarray, float]:
+    f = min(1.0, WORK_SIDE / max(img.shape[:2]))
+    if f >= 1.0:
+        return img, 1.0
+    size = (max(1, round(img.shape[1] * f)), max(1, round(img.shape[0] * f)))
+    small = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+    return small, small.shape[1] / img.shape[1]
+
+
 def register_images(vis: np.ndarray, other: np.ndarray, runner: Optional[Runner], cfg: RegisterConfig = RegisterConfig()) -> RegisterResult:
-    """Affine VIS -> other of two grayscale images; raises RegistrationFailed with the reason."""
+    """Affine VIS -> other of two grayscale images; raises RegistrationFailed with the reason. Images beyond
+    WORK_SIDE are registered downscaled, the affine returned at full resolution."""
+    small_vis, fv = _to_work_size(vis)
+    small_other, fo = _to_work_size(other)
+    if fv == 1.0 and fo == 1.0:
+        return _register_full(vis, other, runner, cfg)
+    del vis, other  # the full-resolution pixels are not needed again
+    res = _register_full(small_vis, small_other, runner, cfg)
+    res.affine = geo.scale_affine(res.affine, 1.0 / fv, 1.0 / fo)
+    if res.unrefined is not None:
+        res.unrefined = geo.scale_affine(res.unrefined, 1.0 / fv, 1.0 / fo)
+    res.work_scale = fv
+    return res
+
+
+def _register_full(vis: np.ndarray, other: np.ndarray, runner: Optional[Runner], cfg: RegisterConfig) -> RegisterResult:
     t0 = time.perf_counter()
     stages: Dict[str, float] = {}
     hyps = coarse_align(vis, other, cfg.coarse)

@@ -39,37 +39,23 @@ from rrl_edge.runtime.runner import Runner, score_pairs
 
 @dataclass(frozen=True)
 class RefineConfig:
-    # (image scale, ECC's own Gaussian pre-smoothing), coarse to fine: smoothed levels for reach, then a full-
-    # resolution pass without smoothing for accuracy (on 8 VIS-NIR pairs from the coarse estimate: median corner
-    # error 1.09 px with the smoothed levels alone, 0.84 px with the last pass; without smoothing throughout one
-    # pair diverged to 12.8 px)
-    levels: Tuple[Tuple[float, int], ...] = ((0.25, 5), (0.5, 5), (1.0, 5), (1.0, 1))
-    iterations: int = 100  # per level
-    eps: float = 1e-6
-    max_move: float = 8.0  # px: mean corner displacement ECC may apply (coarse estimates measured up to ~7 px off)
-    # px: ECC may move further than ``max_move``, up to this, only where a runner checks it and the network scores
-    # the moved affine no lower than the estimate at all (``far_keypoints`` patches). Why: the network's score is
-    # flat within about +-2 px, so a move of 8+ px away from a right estimate costs it clearly (0.93 -> 0.79 at
-    # 8 px on mountain 0000); a tie or a gain there says the estimate was the one that was off (network-path
-    # estimates of low-texture pairs, whose matches cluster away from the image corners)
-    max_move_verified: float = 16.0
-    far_keypoints: int = 256
+    """The polish (ECC, then template matching) and its guards. Each field's default, whether it is a product
+    setting or an experiment, and the measurement that set it: docs/registration-settings.md."""
+
+    levels: Tuple[Tuple[float, int], ...] = ((0.25, 5), (0.5, 5), (1.0, 5), (1.0, 1))  # ECC's (scale, smoothing)
+    iterations: int = 100  # ECC iterations per level
+    eps: float = 1e-6  # ECC's convergence tolerance
+    max_move: float = 8.0  # px: mean corner displacement ECC may apply
+    max_move_verified: float = 16.0  # px: ECC's limit where the network scores the moved affine no lower at all
+    far_keypoints: int = 256  # patches the network scores for a move beyond ``max_move``
     support_keypoints: int = 128  # patches the network scores under each affine
     max_score_drop: float = 0.02  # mean network score the refined affine may lose
     ecc: bool = True  # False: template matching only (the dense path's check of an independent estimate)
-    template: Optional[TemplateConfig] = TemplateConfig()  # None: ECC only (ablation)
+    template: Optional[TemplateConfig] = TemplateConfig()  # local template matching after ECC; None: ECC only
     template_max_move: float = 4.0  # px: the template search radius; a larger move is not a polish
-    # px: ECC results from two starts closer than this (mean corner distance) agree; an agreed ECC affine replaces
-    # a refused one within ``max_move_verified`` px of the estimate, where the network still calls it a match
-    # (mean score at least ``consensus_min_score``, its decision threshold)
-    consensus_px: float = 1.0
-    consensus_min_score: float = 0.5
-    # ... and only where it raises the correlation of the full-resolution gradient maps (ECC's own objective) over
-    # the estimate by this factor. Why: where the spectra share few edges (VIS-LWIR) ECC's smoothed levels lead from
-    # every start into one wrong basin, with a lower correlation than the estimate's (RoadScene FLIR_00691: 0.19 vs
-    # 0.37, 5.8 px off against 2.0); where they agree on a better affine they raise it (VIS-NIR field 0001: 0.24 vs
-    # 0.16, 2.5 px off against 5.4)
-    consensus_min_gain: float = 1.1
+    consensus_px: float = 1.0  # px: ECC results from two starts this close (mean corner distance) agree
+    consensus_min_score: float = 0.5  # the network's mean score an agreed ECC affine needs (its threshold)
+    consensus_min_gain: float = 1.1  # factor an agreed ECC affine must raise the gradient maps' correlation by
 
 
 def ecc_affine(vis: np.ndarray, other: np.ndarray, a0: np.ndarray, cfg: RefineConfig = RefineConfig()) -> Optional[np.ndarray]:

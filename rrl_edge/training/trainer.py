@@ -30,6 +30,7 @@ from rrl_edge.data.patchfile import PatchSet
 from rrl_edge.errors import CheckpointError, DataError
 from rrl_edge.runtime.registry import score_with
 from rrl_edge.runtime.torch_runner import check_torch_device
+from rrl_edge.fpr95_table import DIGITS, FPR95Table
 from rrl_edge.metrics import fpr95
 from rrl_edge.models.rrlnet import RRLNetConfig, RRLNetTrain, TrainOutputs
 from rrl_edge.training.augment import AugmentConfig
@@ -153,12 +154,21 @@ def _initial_model(cfg: TrainConfig) -> Tuple[RRLNetTrain, Optional[Dict[str, An
         if payload.get("graph") != "train" or "optimizer" not in payload:
             raise CheckpointError(f"{cfg.resume} is not a training checkpoint (last.pt) and cannot be resumed; use --init-from")
         _check_resume_matches(cfg, payload.get("train_config") or {})
+        _check_finite(model, cfg.resume)
         return model, payload
     if cfg.init_from:
         model, _ = load_train_model(cfg.init_from)
+        _check_finite(model, cfg.init_from)
         return model, None
     torch.manual_seed(cfg.seed)
     return RRLNetTrain(RRLNetConfig(width=cfg.width)), None
+
+
+def _check_finite(model: torch.nn.Module, path: Any) -> None:
+    """Weights with NaN or inf cannot be trained from; said of the checkpoint before a first step blames --lr."""
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"{path}: holds non-finite weights (NaN or inf in {name}); it cannot be trained from")
 
 
 # Options that decide which batches a step sees and what its loss is: a resume that changed one would not continue
@@ -176,6 +186,15 @@ def _check_resume_matches(cfg: TrainConfig, stored: Dict[str, Any]) -> None:
                 f"pass the same {flag} to continue it (or --init-from to start a new run from its weights)")
 
 
+def _by_source(entry: Dict[str, Any]) -> Optional[Dict[str, float]]:
+    """Each validation source's FPR95 of a joint run's history entry (None for one source): from its
+    "val_fpr95_table", or the "val_fpr95_by_source" of a run started before that was written (resumed)."""
+    if "val_fpr95_table" in entry:
+        table = FPR95Table.from_json(entry["val_fpr95_table"], source="curve.json")
+        return table.fpr95_by_category() if len(table) > 1 else None
+    return entry.get("val_fpr95_by_source")
+
+
 def _plot_curve(history: List[Dict[str, float]], path: Path) -> None:
     import matplotlib
 
@@ -187,7 +206,7 @@ def _plot_curve(history: List[Dict[str, float]], path: Path) -> None:
         return
     fig, ax = plt.subplots(figsize=(6, 4))
     minutes = [h["minutes"] for h in evals]
-    by_source = [h.get("val_fpr95_by_source") for h in evals]
+    by_source = [_by_source(h) for h in evals]
     ax.plot(minutes, [h["val_fpr95"] for h in evals], marker="o", label="mean" if any(by_source) else None)
     if all(by_source):  # a joint run: each source's own curve beside the mean it is chosen on
         for name in by_source[0]:  # type: ignore[union-attr]
@@ -233,6 +252,11 @@ def _train(cfg: TrainConfig, train_set: PatchSet, val_sets: Dict[str, PatchSet],
         cfg = replace(cfg, init_from=str(shipped_for_layout(data_info.get("layout", "vis-nir"))))
 
     model, resume_payload = _initial_model(cfg)
+    if model.cfg.width != cfg.width:  # the checkpoint's width is what trains: record that, not --width
+        if ctx.is_main:
+            tqdm.write(f"{cfg.resume or cfg.init_from}: width {model.cfg.width:g}; training at it (--width "
+                       f"{cfg.width:g} does not apply to a run started from weights)")
+        cfg = replace(cfg, width=model.cfg.width)
     model.to(ctx.device)
     optimizer = torch.optim.NAdam(model.parameters(), lr=cfg.lr)
     state = RunState()
@@ -255,6 +279,7 @@ def _train(cfg: TrainConfig, train_set: PatchSet, val_sets: Dict[str, PatchSet],
         modality=ModalityConfig(parse_families(cfg.modality), cfg.modality_prob),
         source=data_info.get("source", "the training set"),
     )
+    created = ctx.is_main and not out_dir.exists()  # removed again if the run ends before writing anything
     if ctx.is_main:  # only now: a bad checkpoint or too few pairs must not leave an empty run folder behind
         out_dir.mkdir(parents=True, exist_ok=True)
     total_steps = cfg.max_steps or max(1, int(cfg.epochs * loader.batches_per_epoch))
@@ -267,22 +292,22 @@ def _train(cfg: TrainConfig, train_set: PatchSet, val_sets: Dict[str, PatchSet],
     def evaluate_and_save(train_loss: float) -> None:
         state.minutes = (time.monotonic() - started) / 60
         if ctx.is_main:
-            per_set = {name: round(fpr95(v.labels, score_with(model.net, v.patches, batch_size=256,
-                                                              device=str(ctx.device))), 4)
-                       for name, v in val_sets.items()}
-            val = round(float(np.mean(list(per_set.values()))), 4)
+            scores = {name: score_with(model.net, v.patches, batch_size=256, device=str(ctx.device))
+                      for name, v in val_sets.items()}
+            table = FPR95Table.from_scores({name: v.labels for name, v in val_sets.items()}, scores, fpr95=fpr95)
+            val = round(table.mean_fpr95, DIGITS)  # the mean over sources (each counts the same): what is chosen on
             model.train()
             entry = {
                 "step": state.step, "epoch": state.step / loader.batches_per_epoch,
                 "minutes": round(state.minutes, 3), "pairs_seen": state.step * cfg.batch_size * ctx.world_size,
                 "train_loss": round(train_loss, 5), "val_fpr95": val, "lr": optimizer.param_groups[0]["lr"],
             }
-            if len(per_set) > 1:
-                entry["val_fpr95_by_source"] = per_set
+            entry["val_fpr95_table"] = table.to_json()  # each source's FPR95 and pairs (rrl_edge.fpr95_table)
             state.history.append(entry)
             if val < state.best_val_fpr95:
                 state.best_val_fpr95 = val
-                save_checkpoint(out_dir / "best.pt", model.net, val_fpr95=val, step=state.step, **run_info)
+                save_checkpoint(out_dir / "best.pt", model.net, val_fpr95=val, val_fpr95_table=table.to_json(),
+                                step=state.step, **run_info)
             save_checkpoint(
                 out_dir / "last.pt", model, optimizer=optimizer.state_dict(), run_state=asdict(state), **run_info
             )
@@ -328,6 +353,8 @@ def _train(cfg: TrainConfig, train_set: PatchSet, val_sets: Dict[str, PatchSet],
     finally:
         bar.close()
         batches.close()
+        if created and not any(out_dir.iterdir()):  # a failed first write (a full disk) leaves no empty run folder
+            out_dir.rmdir()
     return state
 
 
