@@ -4,7 +4,7 @@
 
 Cells are model:dataset:protocol (protocol = keypoint sampling - negatives, see rrl_edge/data/protocol.py);
 model is a shipped model's short name (visnir, roadscene, joint) or a checkpoint path ending in .pt.
-Each cell is what `rrl-edge eval --data ../shared/data/DATASET --checkpoint rrl_edge/weights/rrlnet_MODEL.pt
+Each cell is what `rrl-edge eval --data ../shared/data/DATASET --model rrl_edge/weights/rrlnet_MODEL.pt
 --keypoint-sampling S --negatives N` reports (same builds, same FPR95 code), scored with ONNX Runtime FP32
 (within 1e-5 of PyTorch, so the FPR95 is PyTorch's) because it is ~2.5x faster on a busy 2-core CPU. Test
 pairs depend only on the val/test options, so builds made here use 16 training keypoints per image (fast)

@@ -5,7 +5,7 @@
 
 Each point is the recipe README gives a user with their own cameras, run through the command line as they would:
 `rrl-edge train --data DIR --train-images N --init-from CKPT --max-steps S`, then `rrl-edge eval --data DIR
---checkpoint RUN/best.pt` on the dataset's fixed test split (N = 0 is the model as shipped). Every N gets the same
+--model RUN/best.pt` on the dataset's fixed test split (N = 0 is the model as shipped). Every N gets the same
 number of steps, so the points differ only in how many images the pairs come from (the smaller draws are subsets
 of the larger ones: PatchConfig.train_images). Prints a table; --plot writes test FPR95 against N.
 """
@@ -28,7 +28,7 @@ def _cli(*args: str) -> None:
 
 
 def _eval(data: str, checkpoint: str, out: Path) -> float:
-    _cli("eval", "--data", data, "--checkpoint", checkpoint, "--json", str(out), "--quiet")
+    _cli("eval", "--data", data, "--model", checkpoint, "--json", str(out), "--quiet")
     return float(json.loads(out.read_text())["mean_fpr95"])
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Optional
 
 from rrl_edge.argtypes import (HelpFormatter, command_groups, defaults_of, example, fpr95_budget, hidden_alias,
-                               non_negative_int)
+                               model_input, non_negative_int)
 
 
 def _path(value: Optional[str]) -> Optional[Path]:
@@ -53,12 +53,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     from rrl_edge.paths import guard_outputs
 
     engine = args.engine or DEFAULT_ENGINE
-    guard_outputs({"--checkpoint": [args.checkpoint], "--calib-data": data_inputs(args.calib_data),
+    guard_outputs({"--model": [args.model], "--calib-data": data_inputs(args.calib_data),
                    "--eval-data": data_inputs(args.eval_data), "--timing-cache": [args.timing_cache]},
                   folders={"--out-dir": (args.out_dir, [*ARTIFACTS, engine, engine + ".json"])})
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     run_export(ExportOptions(
-        out_dir=Path(args.out_dir), checkpoint=_path(args.checkpoint), int8=args.int8, fp16=args.fp16,
+        out_dir=Path(args.out_dir), checkpoint=_path(args.model), int8=args.int8, fp16=args.fp16,
         calib_data=_path(args.calib_data), calib_samples=args.calib_samples, calib_method=args.calib_method,
         eval_data=_path(args.eval_data), proof_pairs=args.proof_pairs, proof_cut=args.proof_cut, budget=args.budget,
         seed=args.seed,
@@ -73,9 +73,9 @@ def cmd_build(args: argparse.Namespace) -> int:
 
     from rrl_edge.paths import guard_outputs
 
-    guard_outputs({"--onnx": [args.onnx]}, files={"--engine": args.engine, "manifest": f"{args.engine}.json"})
+    guard_outputs({"--model": [args.model]}, files={"--engine": args.engine, "manifest": f"{args.engine}.json"})
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    request = EngineRequest(Path(args.onnx), Path(args.engine), _profile(args), args.workspace, args.fp16,
+    request = EngineRequest(Path(args.model), Path(args.engine), _profile(args), args.workspace, args.fp16,
                             _path(args.timing_cache), args.dla_core)
     manifest = build_engine(request)
     where = manifest.gpu_name if manifest.dla_core is None else f"DLA core {manifest.dla_core} of {manifest.gpu_name}"
@@ -112,8 +112,8 @@ def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> 
                        formatter_class=HelpFormatter,
                        epilog=example("rrl-edge export --int8 --out-dir deploy/ --calib-data ../shared/data/vis-nir"))
     inputs, outputs, settings = command_groups(p)
-    inputs.add_argument("--checkpoint", default=opts["checkpoint"],
-                        help="default: the shipped joint VIS-NIR + VIS-LWIR model (eval's default)")
+    model_input(inputs, ["--checkpoint"], "checkpoint (.pt) to export (default: the shipped joint VIS-NIR + VIS-LWIR "
+                "model, eval's default)", default=opts["checkpoint"])
     inputs.add_argument("--calib-data", default=opts["calib_data"],
                         help="image-pair folder whose training split calibrates (default: shared VIS-NIR)")
     inputs.add_argument("--eval-data", default=opts["eval_data"],
@@ -143,10 +143,10 @@ def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> 
 
     b = sub.add_parser("build", help="a TensorRT engine from an exported ONNX, on the GPU that will run it",
                        formatter_class=HelpFormatter,
-                       epilog=example("rrl-edge build --onnx deploy/rrl.int8.onnx --engine rrl.plan"))
+                       epilog=example("rrl-edge build --model deploy/rrl.int8.onnx --engine rrl.plan"))
     inputs, outputs, settings = command_groups(b)
-    inputs.add_argument("--onnx", required=True,
-                        help="rrl.int8.onnx (INT8) or rrl.onnx (FP32/FP16) from `rrl-edge export`")
+    model_input(inputs, ["--onnx"], "rrl.int8.onnx (INT8) or rrl.onnx (FP32/FP16) from `rrl-edge export`",
+                required=True)
     outputs.add_argument("--engine", default=DEFAULT_ENGINE,
                          help="engine file to write; its manifest goes beside it (.json) (default %(default)s)")
     _add_engine_options(settings)

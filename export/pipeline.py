@@ -305,7 +305,7 @@ def _engine(opts: ExportOptions) -> None:
     ok, status = tensorrt_status()
     if not ok:
         _say(f"no TensorRT engine here ({status}): build it on the target with "
-             f"`rrl-edge build --onnx {onnx_path} --engine {opts.engine}`")
+             f"`rrl-edge build --model {onnx_path} --engine {opts.engine}`")
         return
     request = EngineRequest(onnx_path, opts.out_dir / opts.engine, opts.profile, opts.workspace_mb, opts.fp16,
                             opts.timing_cache)

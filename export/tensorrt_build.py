@@ -251,7 +251,7 @@ def _dla_plan(request: EngineRequest, version: Tuple[int, ...], qdq: bool) -> _P
         return _Plan(request.onnx, "int8+fp16", False, True, True, request.dla_core)
     if not request.fp16:
         raise ExportError(f"--dla-core {request.dla_core}: the DLA runs FP16 and INT8 only, not FP32; add --fp16 for "
-                          f"{request.onnx.name}, or give --onnx rrl.int8.onnx")
+                          f"{request.onnx.name}, or give --model rrl.int8.onnx")
     return _Plan(request.onnx, "fp16", False, True, False, request.dla_core)
 
 
@@ -375,7 +375,7 @@ def _check_request(request: EngineRequest) -> None:
     if request.dla_core is not None and request.dla_core < 0:
         raise ExportError(f"--dla-core {request.dla_core}: DLA cores are numbered from 0")
     if not request.onnx.is_file():
-        raise ExportError(f"--onnx {request.onnx}: file not found")
+        raise ExportError(f"--model {request.onnx}: file not found")
     if request.engine.is_dir():
         raise ExportError(f"--engine {request.engine}: is a folder, expected a file name")
     if request.engine.suffix == ".onnx" or request.engine.resolve() == request.onnx.resolve():

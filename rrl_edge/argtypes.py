@@ -131,6 +131,19 @@ def hidden_alias(parser: Any, flag: str, of: argparse.Action, value: Optional[st
                                default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
 
+MODEL_FLAG = "--model"  # the one name of the model or artifact a command reads (eval, qat, export, build, run, register)
+
+
+def model_input(group: Any, old: Sequence[str], help: str, required: bool = False, default: Any = None) -> argparse.Action:
+    """``--model`` (dest ``model``) in ``group``, with the command's old spellings (``--checkpoint``, ``--engine``,
+    ``--onnx``) as hidden aliases for a release. Required: both spellings in one required exclusive group."""
+    where = group.add_mutually_exclusive_group(required=True) if required else group
+    action = where.add_argument(MODEL_FLAG, dest="model", metavar="MODEL", default=default, help=help)
+    for flag in old:
+        hidden_alias(where, flag, action)
+    return action
+
+
 GROUPS = ("inputs", "outputs", "settings")
 EXPERIMENTS = "experiments (ablation)"  # the --help group of flags that measure a method rather than set it up
 

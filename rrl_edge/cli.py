@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
 EXTRAS = {"torch": "train", "cv2": "train", "PIL": "train", "matplotlib": "train", "sklearn": "runtime",
           "tqdm": "runtime", "onnx": "export", "onnxsim": "export", "onnxslim": "export", "onnxruntime": "export",
           "polygraphy": "export", "tensorrt": "tensorrt", "pycuda": "tensorrt"}
-_SUBJECT_FLAGS = ("engine", "checkpoint", "reference", "onnx", "resume", "init_from", "data", "artifacts", "out_dir",
+_SUBJECT_FLAGS = ("model", "engine", "checkpoint", "reference", "onnx", "resume", "init_from", "data", "artifacts", "out_dir",
                   "out", "json")
 
 

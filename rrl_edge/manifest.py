@@ -313,7 +313,7 @@ def _short(value: Any) -> str:
 
 def rebuild_hint(engine: Path, manifest: Optional[EngineManifest] = None) -> str:
     """How to make a good engine here: the build command with the ONNX and flags the manifest records. The
-    engine it names is never the ONNX model (``run --engine rrl.onnx --backend tensorrt`` gets ``rrl.plan``)."""
+    engine it names is never the ONNX model (``run --model rrl.onnx --backend tensorrt`` gets ``rrl.plan``)."""
     onnx, flags = "rrl.onnx (rrl.int8.onnx for INT8)", ""
     target = engine_name_for(engine)
     if engine.suffix == ".onnx":
@@ -328,4 +328,4 @@ def rebuild_hint(engine: Path, manifest: Optional[EngineManifest] = None) -> str
     elif engine.suffix != ".onnx":
         onnx = f"<export folder>/{onnx}"
     verb = "build an engine from it" if engine.suffix == ".onnx" else "rebuild it"
-    return f"{verb} on this machine with `rrl-edge build --onnx {onnx} --engine {target}{flags}`"
+    return f"{verb} on this machine with `rrl-edge build --model {onnx} --engine {target}{flags}`"

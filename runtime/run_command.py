@@ -16,7 +16,7 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from rrl_edge.argtypes import HelpFormatter, batch_size, command_groups, example, thread_count
+from rrl_edge.argtypes import HelpFormatter, batch_size, command_groups, example, model_input, thread_count
 from rrl_edge.errors import InputError
 from rrl_edge.fpr95_table import FPR95Table, format_tables
 from rrl_edge.runtime.inputs import InputSet
@@ -86,14 +86,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else None
     if out is not None and out.suffix.lower() not in OUT_SUFFIXES:
         raise InputError(f"--out {out}: expected a .npy or .csv file name")
-    guard_outputs({"--engine": [args.engine], "--data": data_inputs(args.data, args.labels)},
+    guard_outputs({"--model": [args.model], "--data": data_inputs(args.data, args.labels)},
                   files={"--out": args.out, "--json": args.json})
-    check_manifest = manifest_option(args.engine, args.backend, args.no_manifest)
-    runner = make_runner(args.engine, args.backend,
-                         **runner_options(args.engine, args.backend, threads=args.threads, device=args.device,
+    check_manifest = manifest_option(args.model, args.backend, args.no_manifest)
+    runner = make_runner(args.model, args.backend,
+                         **runner_options(args.model, args.backend, threads=args.threads, device=args.device,
                                           check_manifest=check_manifest))
     if check_manifest is False:
-        print(unchecked_engine_warning(args.engine), file=sys.stderr)
+        print(unchecked_engine_warning(args.model), file=sys.stderr)
     sets = load_inputs(args.data, split=args.split, labels=args.labels, progress=not args.quiet)
     for name, one in sets.items():
         if one.labels is not None:
@@ -132,10 +132,10 @@ def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> 
 
     p = sub.add_parser("run", help="score patch pairs with an engine, ONNX model or checkpoint (FPR95 if labelled)",
                        formatter_class=HelpFormatter,
-                       epilog=example("rrl-edge run --engine rrl.plan --data pairs.npy --out scores.csv"))
+                       epilog=example("rrl-edge run --model rrl.plan --data pairs.npy --out scores.csv"))
     inputs, outputs, settings = command_groups(p)
-    inputs.add_argument("--engine", required=True, metavar="ART",
-                        help="TensorRT engine (.plan/.engine), ONNX model (.onnx, FP32 or INT8) or checkpoint (.pt)")
+    model_input(inputs, ["--engine"], "TensorRT engine (.plan/.engine), ONNX model (.onnx, FP32 or INT8) or checkpoint "
+                "(.pt)", required=True)
     inputs.add_argument("--data", required=True, help="patch file (.npy, labels beside it optional), patch build "
                                                       "folder, or folder of registered image pairs (cut as in training)")
     inputs.add_argument("--labels", help="labels .npy for a patch file (default: found beside it)")

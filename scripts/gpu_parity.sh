@@ -67,7 +67,7 @@ CHECKPOINT=${CHECKPOINT:-$("$PYTHON" -I -c 'from rrl_edge.checkpoint import ship
 mkdir -p "$OUT"
 
 echo "== export (FP32 and INT8 ONNX, test pairs and PyTorch's scores) to $OUT"
-rrl_edge export --checkpoint "$CHECKPOINT" --int8 --out-dir "$OUT" --quiet
+rrl_edge export --model "$CHECKPOINT" --int8 --out-dir "$OUT" --quiet
 status=0
 if [ "${TRT_STATUS%% *}" = yes ]; then
     echo "== device check: TensorRT FP32 / FP16 / INT8 engines"
@@ -79,7 +79,7 @@ if [ "${TRT_STATUS%% *}" = yes ]; then
 fi
 if [ "${TORCH_STATUS%% *}" = yes ]; then
     echo "== PyTorch on CUDA: run, parity (reference: FP32 ONNX on the CPU), bench"
-    rrl_edge run --engine "$CHECKPOINT" --backend torch --device cuda --data "$DATA" --out "$OUT/scores-cuda.npy" || status=1
+    rrl_edge run --model "$CHECKPOINT" --backend torch --device cuda --data "$DATA" --out "$OUT/scores-cuda.npy" || status=1
     RRL_EDGE_TORCH_DEVICE=cuda rrl_edge parity --reference "$OUT/rrl.onnx" --candidate "$CHECKPOINT" --data "$DATA" \
         --budget 0.3 --json "$OUT/parity-cuda.json" --plot "$OUT/parity-cuda.png" || status=1
     RRL_EDGE_TORCH_DEVICE=cuda rrl_edge bench "$CHECKPOINT" "$OUT/rrl.onnx" --batch 1,8,64,256 --json "$OUT/bench-cuda.json" || status=1

@@ -26,15 +26,15 @@ model=$("$venv/bin/python" -c "from rrl_edge.checkpoint import shipped_checkpoin
 started=$SECONDS
 
 echo "== 1/4 eval: $model and SIFT on the VIS-NIR test pairs"
-"$rrl_edge" eval --checkpoint "$model" --data "$data" --baseline sift --json "$out/eval.json" --roc "$out/roc.png"
+"$rrl_edge" eval --model "$model" --data "$data" --baseline sift --json "$out/eval.json" --roc "$out/roc.png"
 
 echo "== 2/4 export: $model to ONNX and INT8, proven on the same test pairs; a TensorRT engine where possible"
-"$rrl_edge" export --checkpoint "$model" --int8 --eval-data "$data" --out-dir "$out/deploy"
+"$rrl_edge" export --model "$model" --int8 --eval-data "$data" --out-dir "$out/deploy"
 
 artifact="$out/deploy/rrl.int8.onnx"
 [ -f "$out/deploy/rrl.plan" ] && artifact="$out/deploy/rrl.plan"
 echo "== 3/4 run: the device runtime scores the same test pairs with $artifact"
-"$rrl_edge" run --engine "$artifact" --data "$data" --out "$out/scores.csv" --json "$out/run.json"
+"$rrl_edge" run --model "$artifact" --data "$data" --out "$out/scores.csv" --json "$out/run.json"
 
 echo "== 4/4 the model evaluated (1) against the artifact deployed (3)"
 "$venv/bin/python" scripts/fpr95_table.py "$out/eval.json" "$out/run.json" | tee "$out/summary.md"

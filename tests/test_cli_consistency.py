@@ -18,9 +18,9 @@ from rrl_edge.cli import build_parser
 MAIN_COMMANDS = ("train", "eval", "export", "build", "device-check", "run", "parity", "bench", "register")
 # the least each command needs to parse (its required flags and positionals)
 REQUIRED = {
-    "train": [], "eval": [], "qat": ["--checkpoint", "m.pt", "--int8", "rrl.int8.onnx", "--out", "q.pt"],
-    "export": ["--out-dir", "deploy"], "build": ["--onnx", "rrl.onnx"], "device-check": ["--deploy", "d", "--json", "r.json"],
-    "run": ["--engine", "rrl.plan", "--data", "p.npy"], "parity": ["--reference", "m.pt", "--candidate", "rrl.onnx"],
+    "train": [], "eval": [], "qat": ["--model", "m.pt", "--int8", "rrl.int8.onnx", "--out", "q.pt"],
+    "export": ["--out-dir", "deploy"], "build": ["--model", "rrl.onnx"], "device-check": ["--deploy", "d", "--json", "r.json"],
+    "run": ["--model", "rrl.plan", "--data", "p.npy"], "parity": ["--reference", "m.pt", "--candidate", "rrl.onnx"],
     "bench": ["rrl.onnx"], "register": ["vis.png", "nir.png"], "register-eval": [],
     "data build": [], "data synth": ["--from", "imgs", "--out-dir", "synth"], "model-info": [],
 }
@@ -33,7 +33,7 @@ SYNONYMS = [
     ("--threads", "--num-threads", "--jobs", "--workers"),
     ("--quiet", "--no-progress", "--silent"),
     ("--seed", "--random-seed"),
-    ("--checkpoint", "--ckpt", "--model"),
+    ("--model", "--ckpt", "--checkpoint-path", "--artifact"),
     ("--data", "--dataset", "--data-dir"),
 ]
 
@@ -156,7 +156,8 @@ def test_export_flags_default_to_export_options(tmp_path, monkeypatch):
     args = defaults("export")
     opts = defaults_of(ExportOptions)
     profile = opts.pop("profile")
-    check_defaults(args, opts, renamed={"workspace_mb": "workspace"}, inverted={"progress": "quiet"}, no_flag=())
+    check_defaults(args, opts, renamed={"workspace_mb": "workspace", "checkpoint": "model"}, inverted={"progress": "quiet"},
+                   no_flag=())
     assert (args.min_batch, args.opt_batch, args.max_batch) == (profile.min, profile.opt, profile.max)
     assert profile == BatchProfile()
     # the quantizer's own default is the export's (its docstring, the CLI and ExportOptions say percentile)
@@ -384,3 +385,32 @@ def test_every_registration_field_is_in_the_settings_page():
             if isinstance(f.default, (bool, int, float, str, tuple)) and f.name != "rounds":
                 assert default == f"`{f.default!r}`", f"{cls.__name__}.{f.name}: the page says {default}"
             assert kind.split()[0] in ("product", "experiment", "internal"), f"{cls.__name__}.{f.name}: {kind}"
+
+
+# The commands that read one model or artifact, and the old spelling each one had (kept hidden for a release).
+MODEL_READERS = {"eval": "--checkpoint", "qat": "--checkpoint", "export": "--checkpoint", "build": "--onnx",
+                 "run": "--engine", "register": "--engine", "register-eval": "--engine"}
+
+
+@pytest.mark.parametrize("command", sorted(MODEL_READERS))
+def test_the_model_a_command_reads_is_named_model(command):
+    """One name for what a command reads (`--engine` is left to the engine a command writes: build, export), the
+    old spelling hidden and meaning the same."""
+    table = flag_table()[command]
+    old = MODEL_READERS[command]
+    assert "--model" in table["documented"] and old in table["hidden"]
+    required = [a for a in REQUIRED[command] if a not in ("--model",) and a not in ("m.pt", "rrl.onnx", "rrl.plan")]
+    new = build_parser().parse_args([*command.split(), *required, "--model", "x.onnx"])
+    aliased = build_parser().parse_args([*command.split(), *required, old, "x.onnx"])
+    assert new.model == aliased.model == "x.onnx"
+    assert vars(new) == vars(aliased)
+
+
+def test_no_command_reads_a_model_under_another_name():
+    """Every documented flag that names an input model or artifact is --model (parity's --reference/--candidate name
+    roles, bench and device-check read several or a folder)."""
+    for command, table in flag_table().items():
+        for flag in ("--checkpoint", "--onnx"):
+            assert flag not in table["documented"], f"{command} documents {flag}; name it --model"
+        if command not in ("build", "export"):
+            assert "--engine" not in table["documented"], f"{command} documents --engine as an input; use --model"

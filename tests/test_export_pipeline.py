@@ -105,7 +105,7 @@ def test_fp32_export_writes_checked_onnx_and_says_where_the_engine_is_built(rand
     onnx.checker.check_model(onnx.load(str(out / "rrl.onnx")))
     if not tensorrt_status()[0]:
         lines = [line for line in stdout.splitlines() if "rrl-edge build" in line]
-        assert len(lines) == 1 and f"--onnx {out / 'rrl.onnx'}" in lines[0] and "no TensorRT engine here" in lines[0]
+        assert len(lines) == 1 and f"--model {out / 'rrl.onnx'}" in lines[0] and "no TensorRT engine here" in lines[0]
 
 
 def _outlier_channel_checkpoint(source: Path, target: Path, factor: float = 1000.0) -> None:

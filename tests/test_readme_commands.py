@@ -54,7 +54,7 @@ def test_every_documented_command_parses(where, command, capsys):
 
 def test_a_wrong_flag_is_caught(capsys):
     with pytest.raises(SystemExit) as exc:
-        build_parser().parse_args(argv_of("rrl-edge run --engine rrl.plan --data p.npy --batch-size 64"))
+        build_parser().parse_args(argv_of("rrl-edge run --model rrl.plan --data p.npy --batch-size 64"))
     assert exc.value.code == 2 and "--batch-size" in capsys.readouterr().err
 
 
@@ -62,3 +62,24 @@ def test_version(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["--version"])
     assert exc.value.code == 0 and capsys.readouterr().out.strip() == f"rrl-edge {__version__}"
+
+
+def _hidden_flags(argv: List[str]) -> List[str]:
+    """The flags of ``argv`` its command keeps only as hidden aliases (old spellings)."""
+    import argparse
+
+    parser = build_parser()
+    words = list(argv)
+    while True:  # walk down to the leaf sub-command's parser ("data build", "export", ...)
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs or not words or words[0] not in subs[0].choices:
+            break
+        parser = subs[0].choices[words.pop(0)]
+    hidden = {flag for a in parser._actions if a.help == argparse.SUPPRESS for flag in a.option_strings}
+    return [w.split("=")[0] for w in words if w.split("=")[0] in hidden]
+
+
+@pytest.mark.parametrize("where,command", _all())
+def test_documented_commands_use_the_documented_spellings(where, command):
+    """Old spellings still parse for a release, but the manual teaches the current ones."""
+    assert not _hidden_flags(argv_of(command)), f"{where}: `{command}` uses an old spelling"

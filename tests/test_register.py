@@ -392,3 +392,88 @@ def test_register_eval_coarse_only_writes_table_json_plot(tmp_path, capsys, data
     moved = geo.apply(own, centre)[0] - centre
     build = check_alignment(vis, ir)
     assert np.hypot(moved[0] - build.dx, moved[1] - build.dy) < 1.5  # the build searches whole pixels
+
+
+def _constant_onnx(path: Path, score: float = 0.99) -> Path:
+    """An artifact with the rrl-edge interface that scores every pair ``score``: it would verify anything."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    inputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["batch", 1, 64, 64]) for n in ("vis", "other")]
+    consts = [helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0]),
+              helper.make_tensor("s", TensorProto.FLOAT, [], [score])]
+    nodes = [helper.make_node("ReduceMean", ["vis"], ["m"], axes=[1, 2, 3], keepdims=0),
+             helper.make_node("Mul", ["m", "zero"], ["z"]), helper.make_node("Add", ["z", "s"], ["score"])]
+    graph = helper.make_graph(nodes, "constant", inputs,
+                              [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["batch"])], consts)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    return path
+
+
+def _noise_png(path: Path, seed: int) -> Path:
+    g = np.random.default_rng(seed).integers(0, 256, (512, 640)).astype(np.float32)
+    cv2.imwrite(str(path), cv2.normalize(cv2.GaussianBlur(g, (0, 0), 1.5), None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8))
+    return path
+
+
+def _refused(rc: int, capsys) -> str:
+    lines = _stderr_lines(capsys)
+    assert rc == 1 and len(lines) == 1, lines
+    assert "registration failed" in lines[0] or "unsure" in lines[0], lines
+    return lines[0]
+
+
+@pytest.mark.slow  # about 40 s: every coarse hypothesis goes through the network rounds before the refusal
+def test_independent_noise_images_are_not_registered(tmp_path, capsys):
+    """Two independent noise images: exit 1 with the reason (MAGSAC found a 44-inlier affine in them once)."""
+    a, b = _noise_png(tmp_path / "a.png", 1), _noise_png(tmp_path / "b.png", 2)
+    _refused(main(["register", str(a), str(b)]), capsys)
+
+
+@pytest.mark.slow  # about 50 s, as above
+def test_unrelated_real_scenes_are_not_registered(capsys, data_root):
+    """A VIS-NIR field photo against a RoadScene thermal frame: exit 1 with the reason."""
+    vis = data_root / "vis-nir" / "field" / "0001_rgb.jpg"
+    other = data_root / "roadscene" / "infrared" / ROADSCENE_NAME
+    _refused(main(["register", str(vis), str(other)]), capsys)
+
+
+def test_a_constant_score_engine_is_unsure(tmp_path, capsys, data_root):
+    """An engine that scores every pair 0.99 verifies any estimate; the confidence check sees no contrast between
+    the answer and a patch-width beside it: exit 1, and the JSON says unsure."""
+    d = data_root / "vis-nir" / "indoor"
+    out = tmp_path / "r.json"
+    rc = main(["register", str(d / "0001_rgb.jpg"), str(d / "0001_nir.jpg"), "--engine",
+               str(_constant_onnx(tmp_path / "const.onnx")), "--json", str(out)])
+    assert "does not single out" in _refused(rc, capsys)
+    assert json.loads(out.read_text())["confidence"]["sure"] is False
+
+
+def test_a_right_answer_is_sure(tmp_path, capsys, data_root):
+    """A real VIS-NIR pair registered by the shipped model: exit 0, and the confidence line says sure with the
+    network's score at the answer well above its score beside it."""
+    d = data_root / "vis-nir" / "indoor"
+    out = tmp_path / "r.json"
+    assert main(["register", str(d / "0001_rgb.jpg"), str(d / "0001_nir.jpg"), "--json", str(out)]) == 0
+    assert "confidence: sure" in capsys.readouterr().out
+    c = json.loads(out.read_text())["confidence"]
+    assert c["sure"] and c["contrast"] >= 0.25 and c["score"] > c["beside"]
+
+
+def test_the_validation_split_holds_no_test_pair(tmp_path, capsys, data_root):
+    """`register-eval --split val` scores the training images under random affines: VIS-NIR's country pairs and
+    RoadScene's training split, none of them a test pair; one pair end to end (coarse stage, to stay fast)."""
+    from rrl_edge.registration.evaluation import _roadscene_split, eval_pairs
+
+    road = data_root / "roadscene"
+    val = {p.pair_id for p in _roadscene_split(road, "val")}
+    test = {p.pair_id for p in _roadscene_split(road, "test")}
+    assert val and test and not val & test
+    first = next(eval_pairs(data_root / "vis-nir", 1, 0, "val"))
+    assert first.category == "country" and first.unmoved is not None
+    out = tmp_path / "v.json"
+    assert main(["register-eval", "--data", str(road), "--split", "val", "--limit", "1", "--ablate", "network",
+                 "--no-sift", "--json", str(out), "--quiet"]) == 0
+    rep = json.loads(out.read_text())
+    assert rep["split"] == "val" and list(rep["categories"]) == ["roadscene-train", "all"]
+    assert rep["pairs"][0]["pair"] in val

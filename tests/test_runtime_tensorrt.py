@@ -94,7 +94,7 @@ def test_missing_manifest_is_refused_unless_the_check_is_off(tmp_path, engine_by
     engine.write_bytes(engine_bytes)
     message = _open_error(engine)
     assert str(engine) in message and "no engine manifest rrl.plan.json" in message
-    assert "rrl-edge build --onnx" in message and "check_manifest=False" in message and "--no-manifest" in message
+    assert "rrl-edge build --model" in message and "check_manifest=False" in message and "--no-manifest" in message
     if not TENSORRT_OK:  # without the manifest check the next thing needed is TensorRT itself
         assert f"needs TensorRT {SUPPORTED_TENSORRT} and pycuda" in _open_error(engine, check_manifest=False)
     unchecked = make_runner(engine, check_manifest=False)
@@ -118,7 +118,7 @@ def test_run_without_a_manifest_names_the_option_and_no_manifest_warns(tmp_path,
     data = _pairs_file(tmp_path)
     assert main(["run", "--engine", str(engine), "--data", str(data), "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "--no-manifest" in err[0] and "rrl-edge build --onnx" in err[0]
+    assert len(err) == 1 and "--no-manifest" in err[0] and "rrl-edge build --model" in err[0]
     if TENSORRT_OK:
         pytest.skip("TensorRT is here: the unchecked run goes on to TensorRT (the GPU tests run engines)")
     assert main(["run", "--engine", str(engine), "--data", str(data), "--quiet", "--no-manifest"]) == 2
@@ -218,7 +218,7 @@ def test_an_onnx_model_given_to_the_tensorrt_backend_gets_a_safe_build_command(t
     with pytest.raises(InputError) as info:
         TensorRTRunner(onnx).open()
     message = str(info.value)
-    assert f"--onnx {onnx} --engine {tmp_path / 'rrl.plan'}" in message
+    assert f"--model {onnx} --engine {tmp_path / 'rrl.plan'}" in message
     assert f"--engine {onnx}`" not in message and onnx.read_bytes() == b"an onnx model"
 
 
@@ -346,7 +346,7 @@ def test_another_tensorrt_version_or_gpu_is_refused(tmp_path, engine_bytes):
             check_environment(engine, manifest, BUILT_WITH._replace(tensorrt_version=version))
         message = str(info.value)
         assert str(engine) in message and "TensorRT 10.8.0.43" in message and f"TensorRT {version}" in message
-        assert "rebuild it on this machine with `rrl-edge build --onnx" in message
+        assert "rebuild it on this machine with `rrl-edge build --model" in message
     orin = Environment(BUILT_WITH.tensorrt_version, "8.7", "Orin")
     with pytest.raises(InputError, match=r"compute capability 8\.6 .*Orin \(compute capability 8\.7\)"):
         check_environment(engine, manifest, orin)

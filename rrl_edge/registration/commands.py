@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Dict, Tuple
 
 from rrl_edge.argtypes import (EXPERIMENTS, HelpFormatter, comma_choices, command_groups, example, hidden_alias,
-                               positive_int, thread_count)
+                               model_input, positive_int, thread_count)
 from rrl_edge.registration import DEFAULT_MOTION, FIRST_ROUND_KEYPOINTS, MOTIONS
 
 
@@ -71,13 +71,14 @@ def cmd_register(args: argparse.Namespace) -> int:
     from rrl_edge.atomic import write_json
     from rrl_edge.checkpoint import shipped_checkpoint
     from rrl_edge.paths import guard_outputs
+    from rrl_edge.registration import confidence
     from rrl_edge.registration.estimate import RegistrationFailed
     from rrl_edge.registration.images import read_pair
     from rrl_edge.registration.pipeline import register_images
     from rrl_edge.registration.visualize import checkerboard, warp_to_vis, write_png
 
-    engine = args.engine or shipped_checkpoint()
-    guard_outputs({"vis": [args.vis], "other": [args.other], "--engine": [engine]},  # before anything runs
+    engine = args.model or shipped_checkpoint()
+    guard_outputs({"vis": [args.vis], "other": [args.other], "--model": [engine]},  # before anything runs
                   files={"--json": args.json, "--warp": args.warp, "--overlay": args.overlay})
     vis, other = read_pair(Path(args.vis), Path(args.other))
     with _open(engine, args.backend, args.threads) as runner:
@@ -86,17 +87,24 @@ def cmd_register(args: argparse.Namespace) -> int:
         except RegistrationFailed as exc:
             print(f"rrl-edge register: registration failed: {args.vis} -> {args.other}: {exc}", file=sys.stderr)
             return 1
+        sure = confidence.measure(vis, other, res.affine, runner)
     a = res.affine
     print(f"affine (VIS -> other): [[{a[0, 0]:.5f}, {a[0, 1]:.5f}, {a[0, 2]:.3f}], [{a[1, 0]:.5f}, {a[1, 1]:.5f}, "
           f"{a[1, 2]:.3f}]]; {res.inliers} inliers; {res.pairs_scored} pairs scored; {res.seconds:.2f} s")
+    print(sure.line(res.inliers))
     if args.json:
-        write_json({**res.to_json(), "vis": str(args.vis), "other": str(args.other), "engine": str(engine)}, args.json)
+        write_json({**res.to_json(), "confidence": sure.to_json(), "vis": str(args.vis), "other": str(args.other),
+                    "engine": str(engine)}, args.json)
     if args.warp or args.overlay:
         warped = warp_to_vis(other, a, vis.shape)
         if args.warp:
             write_png(warped, Path(args.warp))
         if args.overlay:
             write_png(checkerboard(vis, warped), Path(args.overlay))
+    doubt = sure.doubt()
+    if doubt:  # the outputs are written so a person can look, but the answer is not vouched for
+        print(f"rrl-edge register: unsure: {args.vis} -> {args.other}: {doubt}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -109,14 +117,18 @@ def cmd_register_eval(args: argparse.Namespace) -> int:
 
     data = Path(args.data) if args.data else default_dataset()
     layout = detect_layout(data)
-    engine = args.engine or shipped_for_layout(layout)
-    guard_outputs({"--data": [data], "--engine": [engine]}, files={"--json": args.json, "--plot": args.plot})
+    engine = args.model or shipped_for_layout(layout)
+    guard_outputs({"--data": [data], "--model": [engine]}, files={"--json": args.json, "--plot": args.plot})
     with _open(engine, args.backend, args.threads) as runner:
         report = evaluate(data, runner, _config(args), args.limit, args.seed, sift=not args.no_sift,
-                          show_progress=not args.quiet)
+                          show_progress=not args.quiet, split=args.split)
     report["engine"] = str(engine)
     print(format_table(report))
     print(f"network pairs scored per image pair: {report['pairs_scored_per_image_pair']:.0f}")
+    u = report.get("unsure")
+    if isinstance(u, dict):
+        print(f"answers `register` calls unsure (exit 1): {u['pairs']} of {u['of']} ({u['right_at_5px']} of them "
+              f"right within 5 px); wrong answers it calls sure: {u['wrong_but_sure']}")
     t = report.get("truth_remeasured")
     if isinstance(t, dict):
         print(f"truth re-measured on {t['pairs']} of {t['of']} pairs (ECC and template matching pass their guards on "
@@ -130,8 +142,8 @@ def cmd_register_eval(args: argparse.Namespace) -> int:
 
 
 def _common(inputs: Any, settings: Any, backend_choices: Any) -> None:
-    inputs.add_argument("--engine", help="TensorRT engine, ONNX model (FP32 or INT8) or checkpoint "
-                                         "(default: the shipped model; register: VIS-NIR's, register-eval: the data's)")
+    model_input(inputs, ["--engine"], "TensorRT engine, ONNX model (FP32 or INT8) or checkpoint (default: the shipped "
+                                      "model; register: the default joint one, register-eval: the data's)")
     settings.add_argument("--backend", default="auto", choices=backend_choices, help="default: from the file suffix")
     settings.add_argument("--threads", type=thread_count, default=None, help="CPU threads of the runner")
     settings.add_argument("--keypoints", type=positive_int, default=FIRST_ROUND_KEYPOINTS,
@@ -185,8 +197,12 @@ def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> 
     _common(inputs, settings, backend_choices())
     outputs.add_argument("--json", help="write the per-pair and per-category report")
     outputs.add_argument("--plot", help="PNG: success rate against the corner-error threshold")
+    inputs.add_argument("--split", choices=("test", "val"), default="test",
+                        help="test: the reported pairs; val: the training images under random affines, what "
+                             "settings are chosen on (default %(default)s)")
     settings.add_argument("--limit", type=positive_int, default=None, help="at most N pairs per category")
-    settings.add_argument("--seed", type=int, default=0, help="seed of RoadScene's random affines (default %(default)s)")
+    settings.add_argument("--seed", type=int, default=0,
+                          help="seed of the random affines (RoadScene's test pairs, every val pair) (default %(default)s)")
     settings.add_argument("--no-sift", action="store_true", help="leave out the SIFT + MAGSAC baseline")
     settings.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_ablate(e, {**ABLATIONS, **NETWORK_ABLATION})

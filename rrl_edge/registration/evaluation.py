@@ -22,6 +22,7 @@ from rrl_edge.data.build import PatchConfig, detect_layout
 from rrl_edge.data.layouts import get_layout
 from rrl_edge.data.images import VISNIR_CATEGORIES, list_visnir_category, read_gray, read_warp
 from rrl_edge.errors import DataError, RRLEdgeError
+from rrl_edge.registration import confidence
 from rrl_edge.registration import geometry as geo
 from rrl_edge.registration.pipeline import RegisterConfig, register_images
 from rrl_edge.registration.refine import RefineConfig, refine
@@ -55,27 +56,44 @@ def remeasured_truth(p: EvalPair) -> Optional[np.ndarray]:
     return geo.compose(p.gt, r.affine) if r.kept == ("ecc", "template") else None
 
 
-def _roadscene_test(root: Path) -> list:
-    """The project's fixed RoadScene test split (the roadscene layout's plan with the default build settings)."""
-    return [pair for pair, split in get_layout("roadscene").plan(root, PatchConfig().split_settings()) if split == "test"]
+SPLITS = ("test", "val")
 
 
-def eval_pairs(data: Path, limit: Optional[int], seed: int = 0) -> Iterator[EvalPair]:
-    """VIS-NIR: the eight warped test categories with their stored matrices. RoadScene: the project's fixed test
-    split (rrl_edge.data.build), each pair moved by a random affine seeded by ``seed`` and its index."""
+def _roadscene_split(root: Path, split: str) -> list:
+    """The project's fixed RoadScene split (the roadscene layout's plan with the default build settings): "test", or
+    for validation "train" (the images the network was trained on; none of them is a test image)."""
+    want = "test" if split == "test" else "train"
+    return [pair for pair, s in get_layout("roadscene").plan(root, PatchConfig().split_settings()) if s == want]
+
+
+def _moved(category: str, pairs: list, seed: int) -> Iterator[EvalPair]:
+    """Aligned pairs, each moved by a random affine seeded by ``seed`` and its index."""
+    for i, p in enumerate(pairs):
+        vis, other = read_gray(p.vis_path), read_gray(p.other_path)
+        moved, g = synthetic_pair(vis, other, seed * 100003 + i)
+        yield EvalPair(category, p.pair_id, vis, moved, g, other)
+
+
+def eval_pairs(data: Path, limit: Optional[int], seed: int = 0, split: str = "test") -> Iterator[EvalPair]:
+    """``split="test"``: VIS-NIR's eight warped test categories with their stored matrices; RoadScene's fixed test
+    split, each pair moved by a random affine seeded by ``seed`` and its index. ``split="val"``, what settings are
+    chosen on: the training images under the same random affines (VIS-NIR's pixel-aligned country category,
+    RoadScene's training split), so no test pair is looked at."""
+    if split not in SPLITS:
+        raise DataError(f"split {split!r}: expected one of {', '.join(SPLITS)}")
     layout = detect_layout(data)
     root = Path(data)
     if layout == "roadscene":
         if (root / "roadscene").is_dir():
             root = root / "roadscene"
-        test = _roadscene_test(root)[:limit]
-        for i, p in enumerate(test):
-            vis, ir = read_gray(p.vis_path), read_gray(p.other_path)
-            other, g = synthetic_pair(vis, ir, seed * 100003 + i)
-            yield EvalPair("roadscene", p.pair_id, vis, other, g, ir)
+        yield from _moved("roadscene" if split == "test" else "roadscene-train", _roadscene_split(root, split)[:limit],
+                          seed)
         return
     if (root / "vis-nir").is_dir():
         root = root / "vis-nir"
+    if split == "val":
+        yield from _moved("country", list_visnir_category(root / "country")[:limit], seed)
+        return
     for cat in VISNIR_CATEGORIES:
         if not (root / cat).is_dir():
             continue
@@ -84,14 +102,17 @@ def eval_pairs(data: Path, limit: Optional[int], seed: int = 0) -> Iterator[Eval
             yield EvalPair(cat, p.pair_id, read_gray(p.vis_path), read_gray(p.other_path), read_warp(p.warp_path))
 
 
-def count_pairs(data: Path, limit: Optional[int]) -> int:
+def count_pairs(data: Path, limit: Optional[int], split: str = "test") -> int:
     layout = detect_layout(data)
     root = Path(data)
     if layout == "roadscene":
         root = root / "roadscene" if (root / "roadscene").is_dir() else root
-        n = len(_roadscene_test(root))
+        n = len(_roadscene_split(root, split))
         return min(n, limit) if limit else n
     root = root / "vis-nir" if (root / "vis-nir").is_dir() else root
+    if split == "val":
+        n = len(list_visnir_category(root / "country"))
+        return min(n, limit) if limit else n
     total = 0
     for cat in VISNIR_CATEGORIES:
         if (root / cat).is_dir():
@@ -110,13 +131,13 @@ def summarize(errors: List[float], seconds: List[float]) -> Dict[str, float]:
 
 
 def evaluate(data: Path, runner: Runner, cfg: RegisterConfig, limit: Optional[int], seed: int = 0,
-             sift: bool = True, show_progress: bool = True) -> Dict[str, object]:
+             sift: bool = True, show_progress: bool = True, split: str = "test") -> Dict[str, object]:
     """Per pair: corner error (mean over the 4 VIS corners) of ours and SIFT's; per category: the summary."""
     from tqdm import tqdm
 
     rows: List[Dict[str, object]] = []
-    bar = tqdm(eval_pairs(data, limit, seed), total=count_pairs(data, limit), desc="register-eval", unit="pair",
-               disable=not show_progress)
+    bar = tqdm(eval_pairs(data, limit, seed, split), total=count_pairs(data, limit, split), desc="register-eval",
+               unit="pair", disable=not show_progress)
     for p in bar:
         h, w = p.vis.shape
         row: Dict[str, object] = {"category": p.category, "pair": p.pair_id}
@@ -128,6 +149,8 @@ def evaluate(data: Path, runner: Runner, cfg: RegisterConfig, limit: Optional[in
             row.update(error=geo.corner_error(res.affine, p.gt, w, h), inliers=res.inliers, pairs_scored=res.pairs_scored,
                        refined=res.refined, refine_note=res.refine_note, polish=list(res.polish), path=res.path,
                        start=res.start, model=res.model)
+            if cfg.network:  # how sure `register` would say it is (it exits 1 when unsure)
+                row["confidence"] = confidence.measure(p.vis, p.other, res.affine, runner).to_json()
             if res.unrefined is not None:
                 row["error_before_refine"] = geo.corner_error(res.unrefined, p.gt, w, h)
                 row["refine_seconds"] = res.stages.get("refine", 0.0)
@@ -173,10 +196,17 @@ def evaluate(data: Path, runner: Runner, cfg: RegisterConfig, limit: Optional[in
         method = "RRL-Net + MAGSAC" + polish_label(cfg)
     method += f" ({cfg.motion} fits)"
     report: Dict[str, object] = {
-        "data": str(data), "seed": seed, "limit": limit, "method": method, "categories": table, "pairs": rows,
+        "data": str(data), "split": split, "seed": seed, "limit": limit, "method": method, "categories": table, "pairs": rows,
         "pairs_scored_per_image_pair": float(np.mean([float(r["pairs_scored"]) for r in rows])),
         "paths": {k: sum(1 for r in rows if r.get("path", "failed") == k)
                   for k in ("dense", "network", "coarse", "failed")}}
+    rated = [r for r in rows if "confidence" in r]
+    if rated:  # answers `register` would call unsure, and how many of those were right anyway
+        unsure = [r for r in rated if not r["confidence"]["sure"]]  # type: ignore[index]
+        report["unsure"] = {"pairs": len(unsure), "of": len(rated),
+                            "right_at_5px": sum(1 for r in unsure if float(r["error"]) <= 5.0),  # type: ignore[arg-type]
+                            "wrong_but_sure": sum(1 for r in rated if r["confidence"]["sure"]  # type: ignore[index]
+                                                  and float(r["error"]) > 5.0)}  # type: ignore[arg-type]
     offsets = [float(r["truth_offset_px"]) for r in rows if r.get("truth_remeasured")]
     if any("truth_offset_px" in r for r in rows):  # how far the stated truth is from the re-measured one
         report["truth_remeasured"] = {"pairs": len(offsets), "of": len(rows),

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Sequence
 
 from rrl_edge.argtypes import (HelpFormatter, batch_size, command_groups, defaults_of, example, hidden_alias,
-                               learning_rate, positive_float, positive_int, thread_count, unit_fraction, width)
+                               model_input, learning_rate, positive_float, positive_int, thread_count, unit_fraction, width)
 from rrl_edge.data.options import PATCH_CUTTING, add_patch_options, data_path, patch_config
 from rrl_edge.errors import OutputError, RRLEdgeError
 from rrl_edge.training.config import DEVICES, SCHEDULES, QATConfig, TrainConfig
@@ -136,7 +136,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from rrl_edge.paths import guard_outputs
 
     data = data_path(args.data)
-    guard_outputs({"--data": data_inputs(data, args.labels), "--checkpoint": [args.checkpoint]},
+    guard_outputs({"--data": data_inputs(data, args.labels), "--model": [args.model]},
                   files={"--json": args.json, "--roc": args.roc, "--hist": args.hist})
     sets, info = load_sets(data, args.split, patch_config(args), labels=Path(args.labels) if args.labels else None,
                            progress=not args.quiet)
@@ -148,7 +148,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         sets = {c: sets[c] for c in wanted}
     for name, ps in sets.items():  # before any scoring
         check_both_classes(ps.labels, f"{info['source']} [{name}]")
-    model, meta = load_model(args.checkpoint or shipped_for_layout(info["layout"]))
+    model, meta = load_model(args.model or shipped_for_layout(info["layout"]))
     scores = {}
 
     def network(ps):
@@ -203,18 +203,18 @@ def cmd_qat(args: argparse.Namespace) -> int:
 
     datas = [Path(d) for d in args.data] if args.data else [default_data_root() / "vis-nir",
                                                             default_data_root() / "roadscene"]
-    guard_outputs({"--checkpoint": [args.checkpoint], "--int8": [args.int8],
+    guard_outputs({"--model": [args.model], "--int8": [args.int8],
                    "--data": [p for d in datas for p in data_inputs(d)]}, files={"--out": args.out})
     quantized_inputs(Path(args.int8))  # a file that is no Q/DQ export fails before minutes of data loading
     parts = [concat(load_sets(d, "train", PatchConfig(), progress=not args.quiet)[0], d.name) for d in datas]
     train = concat({p.name: p for p in parts}, "train")
-    cfg = QATConfig(checkpoint=args.checkpoint, int8_onnx=args.int8, out=args.out, steps=args.steps,
+    cfg = QATConfig(checkpoint=args.model, int8_onnx=args.int8, out=args.out, steps=args.steps,
                     batch_size=args.batch, lr=args.lr, seed=args.seed, threads=args.threads,
                     progress=not args.quiet)
     record = finetune(cfg, train)
     print(f"QAT: {args.steps} steps on {len(train)} training pairs, {len(record['quantized_convs'])} INT8 "
           f"convolutions simulated, loss {record['loss_first']:.4f} -> {record['loss_last']:.4f} in "
-          f"{record['seconds']:.0f} s; wrote {args.out} (export it with `rrl-edge export --int8 --checkpoint {args.out}`)")
+          f"{record['seconds']:.0f} s; wrote {args.out} (export it with `rrl-edge export --int8 --model {args.out}`)")
     return 0
 
 
@@ -281,7 +281,7 @@ def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> 
     inputs, outputs, settings = command_groups(p)
     inputs.add_argument("--data", help="image-pair folder or .npy patch file (default: shared VIS-NIR)")
     inputs.add_argument("--labels", help="labels .npy for a patch file (found beside it by default)")
-    inputs.add_argument("--checkpoint", help="default: the shipped model")
+    model_input(inputs, ["--checkpoint"], "checkpoint (.pt) to evaluate (default: the shipped model)")
     inputs.add_argument("--split", choices=("train", "val", "test"), default="test", help="(default %(default)s)")
     inputs.add_argument("--categories", help="comma-separated subset of categories")
     outputs.add_argument("--json", help="write {categories: {name: {fpr95, pairs}}, mean_fpr95, separation} here")
@@ -297,7 +297,7 @@ def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> 
 
     qat = defaults_of(QATConfig)
     p = sub.add_parser("qat", help="quantization-aware fine-tuning with the rounding of an export's rrl.int8.onnx")
-    p.add_argument("--checkpoint", required=True, help="the model to fine-tune (the one rrl.int8.onnx came from)")
+    model_input(p, ["--checkpoint"], "the checkpoint to fine-tune (the one rrl.int8.onnx came from)", required=True)
     p.add_argument("--int8", required=True, help="rrl.int8.onnx of its export: which layers round, at which scales")
     p.add_argument("--data", action="append", help="image-pair folder whose training split trains (repeat; default: "
                    "the shared VIS-NIR and RoadScene sets, the joint model's data)")
