@@ -52,6 +52,7 @@ def variant_options(name: str, prob: float, source: str, runs: Path) -> List[str
     """`rrl-edge train` options of a variant: none, a modality family, 'all', 'synthetic', 'orderN' (batch order N
     instead of the seed's, which tells a variant's effect from run-to-run noise), joined by '+'."""
     opts: List[str] = []
+    families: List[str] = []  # one --modality with all of them: repeating the flag would keep only the last
     for part in name.split("+"):
         if part == "none":
             continue
@@ -60,9 +61,11 @@ def variant_options(name: str, prob: float, source: str, runs: Path) -> List[str
         elif part == "synthetic":
             opts += ["--data", str(synthetic_folder(source, runs))]
         elif part == "all" or part in FAMILIES:
-            opts += ["--modality", part, "--modality-prob", str(prob)]
+            families.append(part)
         else:
             raise SystemExit(f"unknown variant part {part!r}")
+    if families:
+        opts += ["--modality", ",".join(families), "--modality-prob", str(prob)]
     return opts
 
 

@@ -1,0 +1,93 @@
+"""Where `rrl-edge register`'s time goes: seconds per image pair and per stage at fixed image sizes.
+
+Validation pairs (`register-eval --split val`: VIS-NIR country images and RoadScene training images under random
+affines, no test pair) are resized to each size (640x512 and 1280x1024 by default, the two sizes thermal cores and
+their visible partners come in) and registered with the default settings through one artifact. Prints one row per
+size: seconds per image pair, the mean seconds of each stage (the pipeline's own `stages`, plus the confidence
+check `register` runs after it), and the network pairs per image pair (what an engine multiplies by its pairs/s).
+
+    python benchmarks/register_stages.py --model deploy/rrl.onnx --threads 2 --pairs 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from itertools import islice
+from pathlib import Path
+from typing import Dict, List
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from rrl_edge.errors import RRLEdgeError  # noqa: E402
+from rrl_edge.registration import confidence  # noqa: E402
+from rrl_edge.registration.evaluation import eval_pairs  # noqa: E402
+from rrl_edge.registration.pipeline import RegisterConfig, register_images  # noqa: E402
+from rrl_edge.runtime.registry import open_runner, runner_options  # noqa: E402
+
+STAGES = ("coarse", "dense", "dense_check", "classical", "round1", "round2", "refine", "confidence")
+
+
+def _size(text: str) -> tuple:
+    w, h = text.lower().split("x")
+    return int(w), int(h)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", help="artifact to run (default: the shipped model exported to FP32 ONNX)")
+    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
+    ap.add_argument("--sizes", default="640x512,1280x1024")
+    ap.add_argument("--pairs", type=int, default=4, help="validation pairs per dataset and size")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        model = args.model
+        if model is None:
+            from rrl_edge.checkpoint import load_model, shipped_checkpoint
+            from rrl_edge.export.onnx_export import export_onnx
+
+            model = str(Path(tmp) / "rrl.onnx")
+            export_onnx(load_model(shipped_checkpoint())[0], Path(model))
+        pairs = [(p.vis, p.other) for name in ("vis-nir", "roadscene")
+                 for p in islice(eval_pairs(Path(args.data) / name, args.pairs, 0, "val"), args.pairs)]
+        rows = []
+        with open_runner(model, "auto", **runner_options(model, "auto", threads=args.threads)) as runner:
+            for size in (_size(s) for s in args.sizes.split(",")):
+                seconds: List[float] = []
+                stages: Dict[str, List[float]] = {s: [] for s in STAGES}
+                scored: List[int] = []
+                failed = 0
+                for vis, other in pairs:
+                    vis_s = cv2.resize(vis, size, interpolation=cv2.INTER_AREA)
+                    other_s = cv2.resize(other, size, interpolation=cv2.INTER_AREA)
+                    t = time.perf_counter()
+                    try:
+                        res = register_images(vis_s, other_s, runner, RegisterConfig())
+                        c0 = time.perf_counter()
+                        confidence.measure(vis_s, other_s, res.affine, runner)
+                        res.stages["confidence"] = time.perf_counter() - c0
+                        for s in STAGES:
+                            stages[s].append(res.stages.get(s, 0.0))
+                        scored.append(res.pairs_scored + 5 * confidence.KEYPOINTS)
+                    except RRLEdgeError:
+                        failed += 1
+                    seconds.append(time.perf_counter() - t)
+                rows.append((f"{size[0]}x{size[1]}", np.mean(seconds), {s: np.mean(v) if v else 0.0 for s, v in stages.items()},
+                             np.mean(scored) if scored else float("nan"), failed, len(pairs)))
+    print(f"{Path(model).name}, {args.threads} threads, {len(pairs)} validation pairs per size")
+    print("| size | s / pair | " + " | ".join(STAGES) + " | network pairs / pair | failed |")
+    print("|---|---:|" + "---:|" * len(STAGES) + "---:|---:|")
+    for size, s, st, n, failed, total in rows:
+        print(f"| {size} | {s:.2f} | " + " | ".join(f"{st[k]:.2f}" for k in STAGES) + f" | {n:.0f} | {failed}/{total} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
