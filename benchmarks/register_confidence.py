@@ -27,12 +27,11 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rrl_edge.data.build import PatchConfig  # noqa: E402
 from rrl_edge.data.images import list_visnir_category, read_gray  # noqa: E402
-from rrl_edge.data.layouts import get_layout  # noqa: E402
 from rrl_edge.errors import RRLEdgeError  # noqa: E402
 from rrl_edge.registration import confidence as conf  # noqa: E402
 from rrl_edge.registration import geometry as geo  # noqa: E402
+from rrl_edge.registration.evaluation import roadscene_split  # noqa: E402
 from rrl_edge.registration.pipeline import RegisterConfig, register_images  # noqa: E402
 from rrl_edge.registration.synthetic import synthetic_pair  # noqa: E402
 
@@ -49,8 +48,7 @@ def _spread(items: list, n: int) -> list:
 def aligned_pairs(data: Path, n_country: int, n_roadscene: int) -> Dict[str, List[Tuple[str, np.ndarray, np.ndarray]]]:
     """Aligned training pairs of both sets: VIS-NIR country, RoadScene's training split."""
     country = _spread(list_visnir_category(data / "vis-nir" / "country"), n_country)
-    plan = get_layout("roadscene").plan(data / "roadscene", PatchConfig().split_settings())
-    road = _spread([p for p, split in plan if split == "train"], n_roadscene)
+    road = _spread(roadscene_split(data / "roadscene", "val"), n_roadscene)  # register-eval --split val's images
     return {"vis-nir country": [(p.pair_id, read_gray(p.vis_path), read_gray(p.other_path)) for p in country],
             "roadscene train": [(p.pair_id, read_gray(p.vis_path), read_gray(p.other_path)) for p in road]}
 

@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
 EXTRAS = {"torch": "train", "cv2": "train", "PIL": "train", "matplotlib": "train", "sklearn": "runtime",
           "tqdm": "runtime", "onnx": "export", "onnxsim": "export", "onnxslim": "export", "onnxruntime": "export",
           "polygraphy": "export", "tensorrt": "tensorrt", "pycuda": "tensorrt"}
-_SUBJECT_FLAGS = ("model", "engine", "checkpoint", "reference", "onnx", "resume", "init_from", "data", "artifacts", "out_dir",
+_SUBJECT_FLAGS = ("model", "engine", "reference", "resume", "init_from", "data", "artifacts", "out_dir",
                   "out", "json")
 
 
@@ -71,7 +71,7 @@ def _subject(args: argparse.Namespace) -> str:
     return "(no file)"
 
 
-_OUTPUT_FLAGS = ("out_dir", "out", "json", "roc", "plot", "hist", "warp", "overlay", "report")
+_OUTPUT_FLAGS = ("out_dir", "out", "json", "roc", "plot", "hist", "warp", "overlay")
 
 
 def _full_disk(exc: BaseException, args: argparse.Namespace) -> Optional[str]:

@@ -21,6 +21,7 @@ import fnmatch
 import os
 import re
 import shutil
+import stat
 import time
 from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union

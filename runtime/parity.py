@@ -43,14 +43,10 @@ def _check_lengths(labels: np.ndarray, reference: np.ndarray, candidate: np.ndar
         raise InputError(f"parity: {len(labels)} labels, {len(reference)} reference and {len(candidate)} candidate scores")
 
 
-def compare_category(labels: np.ndarray, reference: np.ndarray, candidate: np.ndarray,
-                     fpr95_reference: Optional[float] = None, fpr95_candidate: Optional[float] = None) -> Dict[str, Any]:
-    """FPR95 of both score sets of one category (measured here unless given, e.g. from ``compare``'s
-    FPR95Tables), their difference, the agreement and the largest |difference|."""
-    _check_lengths(labels, reference, candidate)
-    if fpr95_reference is None or fpr95_candidate is None:
-        fpr95 = _fpr95()
-        fpr95_reference, fpr95_candidate = fpr95(labels, reference), fpr95(labels, candidate)
+def compare_category(labels: np.ndarray, reference: np.ndarray, candidate: np.ndarray, fpr95_reference: float,
+                     fpr95_candidate: float) -> Dict[str, Any]:
+    """One category's FPR95s (from ``compare``'s FPR95Tables), their difference, the agreement and the largest
+    |difference|."""
     f_ref, f_cand = round(fpr95_reference, DIGITS), round(fpr95_candidate, DIGITS)
     same = (reference >= THRESHOLD) == (candidate >= THRESHOLD)
     deltas = bootstrap_deltas(labels, reference, candidate)

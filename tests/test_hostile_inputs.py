@@ -692,7 +692,6 @@ def test_init_from_records_the_width_it_trains(tmp_path: Path, capsys: pytest.Ca
 
     from rrl_edge.checkpoint import save_checkpoint
     from rrl_edge.models.rrlnet import build_rrlnet
-    from rrl_edge.training.trainer import read_run_state  # noqa: F401  (the module the record is read with)
 
     torch.manual_seed(0)
     wide = tmp_path / "in" / "w050.pt"

@@ -463,11 +463,11 @@ def test_a_right_answer_is_sure(tmp_path, capsys, data_root):
 def test_the_validation_split_holds_no_test_pair(tmp_path, capsys, data_root):
     """`register-eval --split val` scores the training images under random affines: VIS-NIR's country pairs and
     RoadScene's training split, none of them a test pair; one pair end to end (coarse stage, to stay fast)."""
-    from rrl_edge.registration.evaluation import _roadscene_split, eval_pairs
+    from rrl_edge.registration.evaluation import roadscene_split, eval_pairs
 
     road = data_root / "roadscene"
-    val = {p.pair_id for p in _roadscene_split(road, "val")}
-    test = {p.pair_id for p in _roadscene_split(road, "test")}
+    val = {p.pair_id for p in roadscene_split(road, "val")}
+    test = {p.pair_id for p in roadscene_split(road, "test")}
     assert val and test and not val & test
     first = next(eval_pairs(data_root / "vis-nir", 1, 0, "val"))
     assert first.category == "country" and first.unmoved is not None

@@ -14,7 +14,7 @@ from typing import List, Optional, Set, Tuple
 
 import cv2
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from rrl_edge.errors import DataError
 from rrl_edge.limits import MAX_PIXELS
@@ -85,8 +85,6 @@ def _upright(path: Path, im: "Image.Image") -> "Image.Image":
     """The picture as viewers (and OpenCV's imread) show it: a camera that stores rotated pixels and an EXIF
     orientation tag would otherwise be registered rotated or mirrored. Said once per file on stderr, because
     every coordinate (keypoints, affines, warps) is then in the upright frame."""
-    from PIL import ImageOps
-
     orientation = im.getexif().get(EXIF_ORIENTATION, 1)
     if orientation in (None, 1):
         return im

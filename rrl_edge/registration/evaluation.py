@@ -59,7 +59,7 @@ def remeasured_truth(p: EvalPair) -> Optional[np.ndarray]:
 SPLITS = ("test", "val")
 
 
-def _roadscene_split(root: Path, split: str) -> list:
+def roadscene_split(root: Path, split: str) -> list:
     """The project's fixed RoadScene split (the roadscene layout's plan with the default build settings): "test", or
     for validation "train" (the images the network was trained on; none of them is a test image)."""
     want = "test" if split == "test" else "train"
@@ -86,7 +86,7 @@ def eval_pairs(data: Path, limit: Optional[int], seed: int = 0, split: str = "te
     if layout == "roadscene":
         if (root / "roadscene").is_dir():
             root = root / "roadscene"
-        yield from _moved("roadscene" if split == "test" else "roadscene-train", _roadscene_split(root, split)[:limit],
+        yield from _moved("roadscene" if split == "test" else "roadscene-train", roadscene_split(root, split)[:limit],
                           seed)
         return
     if (root / "vis-nir").is_dir():
@@ -107,7 +107,7 @@ def count_pairs(data: Path, limit: Optional[int], split: str = "test") -> int:
     root = Path(data)
     if layout == "roadscene":
         root = root / "roadscene" if (root / "roadscene").is_dir() else root
-        n = len(_roadscene_split(root, split))
+        n = len(roadscene_split(root, split))
         return min(n, limit) if limit else n
     root = root / "vis-nir" if (root / "vis-nir").is_dir() else root
     if split == "val":

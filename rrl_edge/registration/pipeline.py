@@ -185,7 +185,6 @@ def register_images(vis: np.ndarray, other: np.ndarray, runner: Optional[Runner]
     small_other, fo = _to_work_size(other)
     if fv == 1.0 and fo == 1.0:
         return _register_full(vis, other, runner, cfg)
-    del vis, other  # the full-resolution pixels are not needed again
     res = _register_full(small_vis, small_other, runner, cfg)
     res.affine = geo.scale_affine(res.affine, 1.0 / fv, 1.0 / fo)
     if res.unrefined is not None:
