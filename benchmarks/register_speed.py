@@ -4,7 +4,7 @@ pairs in one process, with the network's pairs scored per image pair and its pai
     python benchmarks/register_speed.py rrl_edge/weights/rrlnet_visnir.pt deploy/rrl.onnx deploy/rrl.int8.onnx \
         --pairs 2 --keypoints 16
 
-It times the network rounds on every pair (``--ablate dense-path``): the path whose cost depends on the artifact; pass
+It times the network round on every pair (``--ablate dense-path``): the path whose cost depends on the artifact; pass
 ``--dense-first`` to time the default pipeline, where pairs on which ECC and template matching agree skip them.
 
 A Jetson estimate (on paper) is pairs scored per image pair / the engine's pairs/s from `rrl-edge bench`, plus the
@@ -14,6 +14,7 @@ coarse stage's CPU seconds.
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 import time
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import numpy as np
 
 from rrl_edge.data.build import default_data_root
 from rrl_edge.data.images import read_gray
-from rrl_edge.registration.matching import Window
+from rrl_edge.registration import NETWORK_KEYPOINTS
 from rrl_edge.registration.pipeline import RegisterConfig, register_images
 from rrl_edge.runtime.registry import open_runner
 
@@ -30,15 +31,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("artifacts", nargs="+")
     ap.add_argument("--pairs", type=int, default=2, help="VIS-NIR indoor pairs timed per artifact")
-    ap.add_argument("--keypoints", type=int, default=64)
+    ap.add_argument("--keypoints", type=int, default=NETWORK_KEYPOINTS)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--dense-first", action="store_true", help="time the default pipeline (dense path first)")
     args = ap.parse_args()
     d = default_data_root() / "vis-nir" / "indoor"
     ids = sorted(p.name[:4] for p in d.glob("*_rgb.jpg"))[: args.pairs]
     pairs = [(read_gray(d / f"{i}_rgb.jpg"), read_gray(d / f"{i}_nir.jpg")) for i in ids]
-    k = args.keypoints
-    cfg = RegisterConfig(rounds=(Window(8, 2, k), Window(2, 1, 2 * k)), dense_first=args.dense_first)
+    base = RegisterConfig()
+    cfg = replace(base, window=replace(base.window, keypoints=args.keypoints), dense_first=args.dense_first)
     rows = []
     for art in args.artifacts:
         opts = {"threads": args.threads} if args.threads else {}
@@ -49,7 +50,7 @@ def main() -> None:
                 res = register_images(vis, other, runner, cfg)
                 secs.append(time.perf_counter() - t)
                 scored.append(res.pairs_scored)
-                net.append(sum(v for s, v in res.stages.items() if s.startswith("round") or s == "dense_check"))
+                net.append(sum(v for s, v in res.stages.items() if s in ("network", "dense_check")))
             pps = np.sum(scored) / np.sum(net) if np.sum(net) > 0 else float("nan")
             rows.append((Path(art).name, runner.backend, np.mean(secs), np.mean(scored), pps,
                          np.mean([s - n for s, n in zip(secs, net)])))

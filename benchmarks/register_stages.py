@@ -1,10 +1,11 @@
 """Where `rrl-edge register`'s time goes: seconds per image pair and per stage at fixed image sizes.
 
 Validation pairs (`register-eval --split val`: VIS-NIR country images and RoadScene training images under random
-affines, no test pair) are resized to each size (640x512 and 1280x1024 by default, the two sizes thermal cores and
-their visible partners come in) and registered with the default settings through one artifact. Prints one row per
-size: seconds per image pair, the mean seconds of each stage (the pipeline's own `stages`, plus the confidence
-check `register` runs after it), and the network pairs per image pair (what an engine multiplies by its pairs/s).
+affines, no test pair) are cropped to the aspect of each size and resized to it (640x512 and 1280x1024 by default,
+the two sizes thermal cores and their visible partners come in) and registered with the default settings through one artifact. Prints one row per
+size: seconds per image pair, the mean seconds of each stage (the pipeline's own `stages`: the confidence check is
+the dense path's check, or its own stage after the network round), and the network pairs per image pair (what an
+engine multiplies by its pairs/s).
 
     python benchmarks/register_stages.py --model deploy/rrl.onnx --threads 2 --pairs 4
 """
@@ -26,17 +27,26 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from rrl_edge.errors import RRLEdgeError  # noqa: E402
-from rrl_edge.registration import confidence  # noqa: E402
 from rrl_edge.registration.evaluation import eval_pairs  # noqa: E402
 from rrl_edge.registration.pipeline import RegisterConfig, register_images  # noqa: E402
 from rrl_edge.runtime.registry import open_runner, runner_options  # noqa: E402
 
-STAGES = ("coarse", "dense", "dense_check", "classical", "round1", "round2", "refine", "confidence")
+STAGES = ("coarse", "dense", "dense_check", "classical", "network", "refine", "confidence")
 
 
 def _size(text: str) -> tuple:
     w, h = text.lower().split("x")
     return int(w), int(h)
+
+
+def _fit(img: np.ndarray, size: tuple) -> np.ndarray:
+    """The centre crop of ``img`` with the aspect of ``size``, resized to it: one scale for both axes, so that the
+    pair's geometry stays a similarity (a plain resize would stretch one axis more than the other)."""
+    w, h = size
+    ih, iw = img.shape[:2]
+    cw, ch = (iw, round(iw * h / w)) if iw * h <= ih * w else (round(ih * w / h), ih)
+    x0, y0 = (iw - cw) // 2, (ih - ch) // 2
+    return cv2.resize(img[y0 : y0 + ch, x0 : x0 + cw], size, interpolation=cv2.INTER_AREA)
 
 
 def main() -> int:
@@ -65,27 +75,25 @@ def main() -> int:
                 scored: List[int] = []
                 failed = 0
                 for vis, other in pairs:
-                    vis_s = cv2.resize(vis, size, interpolation=cv2.INTER_AREA)
-                    other_s = cv2.resize(other, size, interpolation=cv2.INTER_AREA)
+                    vis_s, other_s = _fit(vis, size), _fit(other, size)
                     t = time.perf_counter()
                     try:
                         res = register_images(vis_s, other_s, runner, RegisterConfig())
-                        c0 = time.perf_counter()
-                        confidence.measure(vis_s, other_s, res.affine, runner)
-                        res.stages["confidence"] = time.perf_counter() - c0
                         for s in STAGES:
                             stages[s].append(res.stages.get(s, 0.0))
-                        scored.append(res.pairs_scored + 5 * confidence.KEYPOINTS)
+                        scored.append(res.pairs_scored)
                     except RRLEdgeError:
                         failed += 1
                     seconds.append(time.perf_counter() - t)
-                rows.append((f"{size[0]}x{size[1]}", np.mean(seconds), {s: np.mean(v) if v else 0.0 for s, v in stages.items()},
+                rows.append((f"{size[0]}x{size[1]}", np.mean(seconds), np.median(seconds),
+                             {s: np.mean(v) if v else 0.0 for s, v in stages.items()},
                              np.mean(scored) if scored else float("nan"), failed, len(pairs)))
     print(f"{Path(model).name}, {args.threads} threads, {len(pairs)} validation pairs per size")
-    print("| size | s / pair | " + " | ".join(STAGES) + " | network pairs / pair | failed |")
-    print("|---|---:|" + "---:|" * len(STAGES) + "---:|---:|")
-    for size, s, st, n, failed, total in rows:
-        print(f"| {size} | {s:.2f} | " + " | ".join(f"{st[k]:.2f}" for k in STAGES) + f" | {n:.0f} | {failed}/{total} |")
+    print("| size | s / pair | median s / pair | " + " | ".join(STAGES) + " | network pairs / pair | failed |")
+    print("|---|---:|---:|" + "---:|" * len(STAGES) + "---:|---:|")
+    for size, s, med, st, n, failed, total in rows:
+        print(f"| {size} | {s:.2f} | {med:.2f} | " + " | ".join(f"{st[k]:.2f}" for k in STAGES)
+              + f" | {n:.0f} | {failed}/{total} |")
     return 0
 
 

@@ -4,6 +4,7 @@ Nothing here asserts a speed: timings are only checked for being positive and or
 """
 
 import json
+import mmap
 import subprocess
 import sys
 from pathlib import Path
@@ -121,9 +122,12 @@ def test_peak_memory_is_reset_and_tracks_an_allocation():
     if not memory.reset_peak():
         pytest.skip("this system cannot reset the peak RSS (no writable /proc/self/clear_refs)")
     start = memory.rss_mb()
-    block = np.ones(200 * 2**20 // 8)  # 200 MB, touched
+    # 200 MB of fresh anonymous pages, every page touched: a heap allocation could reuse pages an earlier test freed
+    # but the allocator kept resident, and then the RSS would not grow
+    block = mmap.mmap(-1, 200 * 2**20)
+    block.write(b"\x01" * len(block))
     assert memory.peak_rss_mb() >= start + 150
-    del block
+    block.close()
     memory.reset_peak()
     assert memory.peak_rss_mb() < start + 100
 

@@ -203,16 +203,16 @@ def test_parity_and_device_check_budgets():
 
 @pytest.mark.parametrize("command", ["register", "register-eval"])
 def test_register_flags_give_register_config(command):
-    """Given no flags the CLI runs RegisterConfig's defaults, except its rule for the second network round: twice
-    the first round's keypoints (--keypoints' help), where the library's default is 160."""
+    """Given no flags the CLI runs RegisterConfig's defaults; --keypoints sets the network round's keypoints."""
     from rrl_edge.registration.commands import _config
     from rrl_edge.registration.pipeline import RegisterConfig
 
     args = defaults(command)
     library = RegisterConfig()
-    first, second = library.rounds
-    assert args.keypoints == first.keypoints and args.motion == library.motion
-    assert _config(args) == replace(library, rounds=(first, replace(second, keypoints=2 * first.keypoints)))
+    assert args.keypoints == library.window.keypoints and args.motion == library.motion
+    assert _config(args) == library
+    args.keypoints = 48
+    assert _config(args) == replace(library, window=replace(library.window, keypoints=48))
 
 
 @pytest.mark.parametrize("command", ["train", "eval", "data build"])
@@ -382,7 +382,7 @@ def test_every_registration_field_is_in_the_settings_page():
         assert list(rows) == fields, f"{cls.__name__}: the page's rows {list(rows)} are not its fields {fields}"
         for f in dataclasses.fields(cls):
             default, kind = rows[f.name][1], rows[f.name][2]
-            if isinstance(f.default, (bool, int, float, str, tuple)) and f.name != "rounds":
+            if isinstance(f.default, (bool, int, float, str, tuple)) :
                 assert default == f"`{f.default!r}`", f"{cls.__name__}.{f.name}: the page says {default}"
             assert kind.split()[0] in ("product", "experiment", "internal"), f"{cls.__name__}.{f.name}: {kind}"
 

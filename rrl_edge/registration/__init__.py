@@ -1,8 +1,8 @@
 """Cross-spectral image registration on the deployed patch matcher (``rrl-edge register``, ``register-eval``).
 
 Coarse rotation/scale/shift from phase correlation of gradient maps, then network-verified local matches in a
-shrinking window, then OpenCV USAC/MAGSAC affine estimation. Sits above the runners (layer 2); the command line
-registers its sub-commands through :func:`rrl_edge.registration.commands.add_commands`.
+window around a hypothesis, then OpenCV USAC/MAGSAC affine estimation. Sits above the runners (layer 2); the
+command line registers its sub-commands through :func:`rrl_edge.registration.commands.add_commands`.
 """
 
 # what a fit on correspondences may be (defined here, free of OpenCV, because the CLI builds its choices from it
@@ -11,4 +11,4 @@ registers its sub-commands through :func:`rrl_edge.registration.commands.add_com
 MOTIONS = ("auto", "similarity", "affine")
 # RegisterConfig's defaults that `rrl-edge register` flags show, here for the same reason
 DEFAULT_MOTION = "auto"
-FIRST_ROUND_KEYPOINTS = 64  # VIS keypoints of the first network round (RegisterConfig.rounds[0])
+NETWORK_KEYPOINTS = 32  # VIS keypoints of the network round (RegisterConfig.window)

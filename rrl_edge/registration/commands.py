@@ -19,7 +19,7 @@ from typing import Any, Dict, Tuple
 
 from rrl_edge.argtypes import (EXPERIMENTS, HelpFormatter, comma_choices, command_groups, example, hidden_alias,
                                model_input, positive_int, thread_count)
-from rrl_edge.registration import DEFAULT_MOTION, FIRST_ROUND_KEYPOINTS, MOTIONS
+from rrl_edge.registration import DEFAULT_MOTION, NETWORK_KEYPOINTS, MOTIONS
 
 
 # What `--ablate STAGE` leaves out, named by what is removed: (the old switch that did it, kept as a hidden alias;
@@ -29,12 +29,9 @@ ABLATIONS: Dict[str, Tuple[str, str]] = {
                               "which is made of them"),
     "template": ("--no-template", "polish with ECC only, without the local template matching after it; no dense "
                                   "path either (template matching is its agreement check)"),
-    "classical": ("--no-classical", "no SIFT + MAGSAC affine as the dense path's second start (nor as a start of "
-                                    "ECC from two starts)"),
-    "consensus": ("--no-consensus", "no ECC from two starts: where the network refuses ECC's polish, the refusal "
-                                    "stands"),
+    "classical": ("--no-classical", "no SIFT + MAGSAC affine as the dense path's second start"),
     "dense-path": ("--network-always", "no dense path (ECC and template matching agreeing, checked by the network's "
-                                       "score, answer without the network rounds): the network rounds run on every "
+                                       "score, answer without the network round): the network round runs on every "
                                        "pair"),
 }
 # register-eval only: the measurement of what the network buys
@@ -50,14 +47,13 @@ def _config(args: argparse.Namespace) -> Any:  # RegisterConfig
     from rrl_edge.registration.pipeline import RegisterConfig
 
     cfg = RegisterConfig()
-    r1, r2 = cfg.rounds
     off = set(args.ablate)
     polish = None if "refine" in off or cfg.refine is None else cfg.refine
     if polish is not None and "template" in off:
         polish = replace(polish, template=None)
-    return replace(cfg, rounds=(replace(r1, keypoints=args.keypoints), replace(r2, keypoints=2 * args.keypoints)),
+    return replace(cfg, window=replace(cfg.window, keypoints=args.keypoints),
                    network="network" not in off, refine=polish, dense_first="dense-path" not in off,
-                   classical="classical" not in off, consensus="consensus" not in off, motion=args.motion)
+                   classical="classical" not in off, motion=args.motion)
 
 
 def _open(engine, backend: str, threads):
@@ -71,7 +67,7 @@ def cmd_register(args: argparse.Namespace) -> int:
     from rrl_edge.atomic import write_json
     from rrl_edge.checkpoint import shipped_checkpoint
     from rrl_edge.paths import guard_outputs
-    from rrl_edge.registration import confidence
+    from rrl_edge.registration.confidence import measure as measure_confidence
     from rrl_edge.registration.estimate import RegistrationFailed
     from rrl_edge.registration.images import read_pair
     from rrl_edge.registration.pipeline import register_images
@@ -87,13 +83,13 @@ def cmd_register(args: argparse.Namespace) -> int:
         except RegistrationFailed as exc:
             print(f"rrl-edge register: registration failed: {args.vis} -> {args.other}: {exc}", file=sys.stderr)
             return 1
-        sure = confidence.measure(vis, other, res.affine, runner)
+        sure = res.confidence if res.confidence is not None else measure_confidence(vis, other, res.affine, runner)
     a = res.affine
     print(f"affine (VIS -> other): [[{a[0, 0]:.5f}, {a[0, 1]:.5f}, {a[0, 2]:.3f}], [{a[1, 0]:.5f}, {a[1, 1]:.5f}, "
           f"{a[1, 2]:.3f}]]; {res.inliers} inliers; {res.pairs_scored} pairs scored; {res.seconds:.2f} s")
     print(sure.line(res.inliers))
     if args.json:
-        write_json({**res.to_json(), "confidence": sure.to_json(), "vis": str(args.vis), "other": str(args.other),
+        write_json({**res.to_json(), "vis": str(args.vis), "other": str(args.other),
                     "engine": str(engine)}, args.json)
     if args.warp or args.overlay:
         warped = warp_to_vis(other, a, vis.shape)
@@ -146,8 +142,8 @@ def _common(inputs: Any, settings: Any, backend_choices: Any) -> None:
                                       "model; register: the default joint one, register-eval: the data's)")
     settings.add_argument("--backend", default="auto", choices=backend_choices, help="default: from the file suffix")
     settings.add_argument("--threads", type=thread_count, default=None, help="CPU threads of the runner")
-    settings.add_argument("--keypoints", type=positive_int, default=FIRST_ROUND_KEYPOINTS,
-                          help="VIS keypoints in the first network round (twice as many in the second) "
+    settings.add_argument("--keypoints", type=positive_int, default=NETWORK_KEYPOINTS,
+                          help="VIS keypoints in the network round "
                                "(default %(default)s)")
     settings.add_argument("--motion", choices=MOTIONS, default=DEFAULT_MOTION,
                           help="what the fits may be: a similarity (rotation, scale, shift), a full affine, or auto "

@@ -1,29 +1,32 @@
 """The registration pipeline: coarse hypotheses; then the dense path (ECC and local template matching from the best
 hypothesis, or template matching from SIFT + MAGSAC's affine), taken when the two estimates agree and the network
-scores the result as a match; otherwise network-verified matches in a shrinking window, each round followed by
-MAGSAC, then the same polish, which the network must not score worse (``refine``). Stages can be switched off to
-measure what each buys (``--ablate`` of ``register`` and ``register-eval``; docs/registration-settings.md).
+scores the result as a match; otherwise one round of network-verified matches in a window around each coarse
+hypothesis, then MAGSAC, then the same polish, which the network must not score worse (``refine``). Every answer
+carries its confidence (``confidence``). Stages can be switched off to measure what each buys (``--ablate`` of
+``register`` and ``register-eval``); each was kept or deleted by that ablation on validation pairs
+(docs/registration-settings.md).
 
-Why the dense path first: where the spectra share edges (VIS-NIR) two independent estimates agreeing within 1.5 px
-was measured to be a reliable sign of success (160 VIS-NIR pairs: ECC and template matching agreed on 128, all
-within 3.9 px of the truth), and it costs a few seconds where the network rounds cost 20-50 s on a CPU; where they
-do not agree (low texture, VIS-LWIR, a wrong coarse hypothesis) the network rounds decide."""
+Why the dense path first: where the spectra share edges (VIS-NIR) two estimates agreeing within 1.5 px is a
+reliable sign of success, and the network then only checks the answer; on the validation pairs it gives the same
+answers as the network round in half the time. Where they do not agree (low texture, VIS-LWIR, a wrong coarse
+hypothesis) the network round decides."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import cv2
 import numpy as np
 
-from rrl_edge.registration import DEFAULT_MOTION, FIRST_ROUND_KEYPOINTS
+from rrl_edge.registration import DEFAULT_MOTION, NETWORK_KEYPOINTS
 from rrl_edge.registration import geometry as geo
+from rrl_edge.registration.confidence import Confidence, measure as measure_confidence
 from rrl_edge.registration.coarse import CoarseConfig, coarse_align
 from rrl_edge.registration.estimate import Estimate, RegistrationFailed, magsac_affine, plausible
 from rrl_edge.registration.matching import Window, match
-from rrl_edge.registration.refine import RefineConfig, network_support, refine
+from rrl_edge.registration.refine import RefineConfig, refine
 from rrl_edge.registration.sift_baseline import sift_register
 from rrl_edge.runtime.runner import Runner
 
@@ -34,18 +37,18 @@ class RegisterConfig:
     that leaves a stage out), and the measurement that set it: docs/registration-settings.md."""
 
     coarse: CoarseConfig = CoarseConfig()  # the coarse search (no network)
-    rounds: Tuple[Window, ...] = (Window(radius=8, step=2, keypoints=FIRST_ROUND_KEYPOINTS),  # finds the match
-                                  Window(radius=2, step=1, keypoints=160))  # refines it to sub-pixel
-    thresholds: Tuple[float, ...] = (4.0, 1.5)  # MAGSAC inlier threshold (px) per round
-    min_inliers: int = 8  # fewest MAGSAC inliers that make a round's affine
-    min_inlier_ratio: float = 0.3  # of the keypoints whose best score passed, in the first round
+    # the network round: offsets scored around a hypothesis; it finds the match within the coarse error, the polish
+    # takes it to sub-pixel (a second, finer round bought nothing on the validation pairs at 4x the network pairs)
+    window: Window = Window(radius=8, step=4, keypoints=NETWORK_KEYPOINTS)
+    threshold: float = 4.0  # MAGSAC inlier threshold (px) of the network round
+    min_inliers: int = 8  # fewest MAGSAC inliers that make the network round's affine
+    min_inlier_ratio: float = 0.3  # of the keypoints whose best score passed
     hypotheses: int = 3  # coarse hypotheses tried, best first, until one verifies
     network: bool = True  # experiment: False stops after the coarse stage (then the unguarded polish)
-    dense_first: bool = True  # experiment: False skips the dense path, the network rounds run on every pair
+    dense_first: bool = True  # experiment: False skips the dense path, the network round runs on every pair
     dense_agree: float = 1.5  # px: template matching may move ECC's estimate at most this much on the dense path
     dense_min_score: float = 0.5  # the network's mean score at the dense estimate (a match, by its threshold)
     classical: bool = True  # experiment: False drops SIFT + MAGSAC's affine as the second dense start
-    consensus: bool = True  # experiment: False lets the network's refusal of ECC stand over ECC from two starts
     refine: Optional[RefineConfig] = RefineConfig()  # the polish; None (experiment): no polish, no dense path
     motion: str = DEFAULT_MOTION  # what the fits may be (registration.MOTIONS)
 
@@ -60,11 +63,12 @@ class RegisterResult:
     hypothesis: int = 0
     refined: Optional[bool] = None  # a polish kept (True), all refused (False) or not tried (None)
     refine_note: str = ""  # why a polish was refused
-    polish: Tuple[str, ...] = ()  # the polishes kept: "ecc" (or "ecc-consensus"), "template"
-    path: str = "network"  # "dense" (ECC and template agreed), "network" (network rounds) or "coarse" (no network)
+    polish: Tuple[str, ...] = ()  # the polishes kept: "ecc", "template"
+    path: str = "network"  # "dense" (ECC and template agreed), "network" (network round) or "coarse" (no network)
     start: str = "coarse"  # where the accepted estimate started: "coarse" (hypothesis ``hypothesis``) or "sift"
     unrefined: Optional[np.ndarray] = None  # the estimate before the polish (register-eval's ablation for free)
     work_scale: float = 1.0  # the VIS image's resize factor while registering (below 1 for images beyond WORK_SIDE)
+    confidence: Optional[Confidence] = None  # how sure the answer is (None: registered without a runner)
 
     @property
     def model(self) -> str:
@@ -86,38 +90,36 @@ class RegisterResult:
             "start": self.start,
             "model": self.model,
             "work_scale": round(float(self.work_scale), 6),
+            **({"confidence": self.confidence.to_json()} if self.confidence is not None else {}),
         }
 
 
-def _refine(vis: np.ndarray, other: np.ndarray, a0: np.ndarray, runner: Runner, cfg: RegisterConfig,
-            stages: Dict[str, float]) -> Tuple[Optional[Estimate], int, str]:
-    """Network rounds from ``a0``; (estimate or None, pairs scored, why it failed)."""
-    a, est, scored = a0, None, 0
-    for i, (win, thr) in enumerate(zip(cfg.rounds, cfg.thresholds)):
-        t = time.perf_counter()
-        m = match(vis, other, a, win, runner)
-        stages[f"round{i + 1}"] = stages.get(f"round{i + 1}", 0.0) + time.perf_counter() - t
-        scored += m.pairs_scored
-        new = magsac_affine(m.vis, m.other, thr, cfg.min_inliers, "affine" if cfg.motion == "affine" else "similarity")
-        if new is None:
-            return est if i > 0 else None, scored, f"round {i + 1}: {len(m.vis)} network matches, no consistent affine"
-        if i == 0 and new.count < cfg.min_inlier_ratio * len(m.vis):
-            return None, scored, f"round 1: only {new.count} of {len(m.vis)} network matches agree"
-        if not plausible(new.affine, cfg.coarse.max_rotation, cfg.coarse.min_scale, cfg.coarse.max_scale):
-            return est if i > 0 else None, scored, f"round {i + 1}: affine outside the searched range"
-        a, est = new.affine, new
-    return est, scored, ""
+def _network_round(vis: np.ndarray, other: np.ndarray, a0: np.ndarray, runner: Runner, cfg: RegisterConfig,
+                   stages: Dict[str, float]) -> Tuple[Optional[Estimate], int, str]:
+    """The network round from ``a0``: scored offsets, then MAGSAC; (estimate or None, pairs scored, why it failed)."""
+    t = time.perf_counter()
+    m = match(vis, other, a0, cfg.window, runner)
+    stages["network"] = stages.get("network", 0.0) + time.perf_counter() - t
+    est = magsac_affine(m.vis, m.other, cfg.threshold, cfg.min_inliers,
+                        "affine" if cfg.motion == "affine" else "similarity")
+    if est is None:
+        return None, m.pairs_scored, f"{len(m.vis)} network matches, no consistent affine"
+    if est.count < cfg.min_inlier_ratio * len(m.vis):
+        return None, m.pairs_scored, f"only {est.count} of {len(m.vis)} network matches agree"
+    if not plausible(est.affine, cfg.coarse.max_rotation, cfg.coarse.min_scale, cfg.coarse.max_scale):
+        return None, m.pairs_scored, "affine outside the searched range"
+    return est, m.pairs_scored, ""
 
 
 def _polish(vis: np.ndarray, other: np.ndarray, res: RegisterResult, runner: Optional[Runner],
-            cfg: RegisterConfig, t0: float, starts: Sequence[np.ndarray] = ()) -> RegisterResult:
-    """The polish (ECC, then template matching) of a finished estimate, each kept only when its guards pass (or, for
-    ECC, when ECC from ``starts`` agrees with it); timed as the stage "refine"."""
+            cfg: RegisterConfig, t0: float) -> RegisterResult:
+    """The polish (ECC, then template matching) of a finished estimate, each kept only when its guards pass; timed
+    as the stage "refine"."""
     if cfg.refine is None:
         return res
     t = time.perf_counter()
     res.unrefined = res.affine
-    r = refine(vis, other, res.affine, runner, cfg.refine, cfg.motion, starts)
+    r = refine(vis, other, res.affine, runner, cfg.refine, cfg.motion)
     res.stages["refine"] = time.perf_counter() - t
     res.affine, res.refined, res.refine_note, res.polish = r.affine, r.accepted, r.reason, r.kept
     res.pairs_scored += r.pairs_scored
@@ -138,12 +140,15 @@ def _dense(vis: np.ndarray, other: np.ndarray, a0: np.ndarray, runner: Runner, c
     if r.kept != (("ecc", "template") if ecc else ("template",)):
         return None, 0
     t = time.perf_counter()
-    (score,), scored = network_support(vis, other, [r.affine], runner, cfg.refine.support_keypoints)
+    # the confidence check's own scores: its mean at the estimate is the dense path's check, and the answer's
+    # confidence comes with it
+    sure = measure_confidence(vis, other, r.affine, runner)
     stages["dense_check"] = stages.get("dense_check", 0.0) + time.perf_counter() - t
-    if not scored or score < cfg.dense_min_score:
+    scored = sure.pairs
+    if not sure.keypoints or sure.score < cfg.dense_min_score:
         return None, scored
     res = RegisterResult(r.affine, r.inliers, time.perf_counter() - t0, scored, stages, refined=True, unrefined=a0,
-                         polish=r.kept, path="dense")
+                         polish=r.kept, path="dense", confidence=sure)
     return res, scored
 
 
@@ -179,13 +184,20 @@ def _to_work_size(img: np.ndarray) -> Tuple[np.ndarray, float]:
 
 
 def register_images(vis: np.ndarray, other: np.ndarray, runner: Optional[Runner], cfg: RegisterConfig = RegisterConfig()) -> RegisterResult:
-    """Affine VIS -> other of two grayscale images; raises RegistrationFailed with the reason. Images beyond
-    WORK_SIDE are registered downscaled, the affine returned at full resolution."""
+    """Affine VIS -> other of two grayscale images, with its confidence when a runner scored it; raises
+    RegistrationFailed with the reason. Images beyond WORK_SIDE are registered downscaled (the confidence measured
+    there), the affine returned at full resolution."""
     small_vis, fv = _to_work_size(vis)
     small_other, fo = _to_work_size(other)
-    if fv == 1.0 and fo == 1.0:
-        return _register_full(vis, other, runner, cfg)
     res = _register_full(small_vis, small_other, runner, cfg)
+    if runner is not None and cfg.network and res.confidence is None:
+        t = time.perf_counter()
+        res.confidence = measure_confidence(small_vis, small_other, res.affine, runner)
+        res.stages["confidence"] = time.perf_counter() - t
+        res.pairs_scored += res.confidence.pairs
+        res.seconds += res.stages["confidence"]
+    if fv == 1.0 and fo == 1.0:
+        return res
     res.affine = geo.scale_affine(res.affine, 1.0 / fv, 1.0 / fo)
     if res.unrefined is not None:
         res.unrefined = geo.scale_affine(res.unrefined, 1.0 / fv, 1.0 / fo)
@@ -202,10 +214,7 @@ def _register_full(vis: np.ndarray, other: np.ndarray, runner: Optional[Runner],
         res = RegisterResult(hyps[0].affine, 0, time.perf_counter() - t0, 0, stages, path="coarse")
         return _polish(vis, other, res, None, cfg, t0)
     scored = 0
-    classical: List[np.ndarray] = []  # SIFT + MAGSAC's affine, when the dense path computed it
     for start, a0 in _dense_starts(vis, other, hyps[0].affine, cfg, stages):
-        if start == "sift":
-            classical.append(a0)
         # SIFT + MAGSAC is itself an estimate independent of template matching; ECC is not run from it (on the
         # pairs SIFT rescues ECC's optimum is the one that was off)
         dense, n = _dense(vis, other, a0, runner, cfg, stages, t0, ecc=start == "coarse")
@@ -215,11 +224,10 @@ def _register_full(vis: np.ndarray, other: np.ndarray, runner: Optional[Runner],
             return dense
     reasons: List[str] = []
     for k, h in enumerate(hyps[: cfg.hypotheses]):
-        est, n, why = _refine(vis, other, h.affine, runner, cfg, stages)
+        est, n, why = _network_round(vis, other, h.affine, runner, cfg, stages)
         scored += n
         if est is not None:
             res = RegisterResult(est.affine, est.count, time.perf_counter() - t0, scored, stages, k)
-            # the hypothesis the rounds started from and SIFT's affine: starts of ECC apart from the estimate
-            return _polish(vis, other, res, runner, cfg, t0, [h.affine] + classical if cfg.consensus else [])
+            return _polish(vis, other, res, runner, cfg, t0)
         reasons.append(why)
     raise RegistrationFailed(f"no coarse hypothesis verified by the network ({'; '.join(reasons)})")

@@ -2,28 +2,19 @@
 stage uses, coarse to fine, then local template matching (``template``) for the last fraction of a pixel; each
 accepted only when the network does not score the result worse.
 
-Why: the network rounds find the right place within a few pixels wherever the spectra differ most, but their
-score surface is flat within about +-2 px (a matcher trained on exactly aligned positives), so their sub-pixel
+Why: the network round finds the right place within a few pixels wherever the spectra differ most, but its
+score surface is flat within about +-2 px (a matcher trained on exactly aligned positives), so its sub-pixel
 accuracy is limited. ECC uses every edge pixel of the overlap and reaches sub-pixel accuracy where the two
 spectra share edges (VIS-NIR), but drifts where they do not (VIS-LWIR: measured 4.6 -> 6.0 px median on
 RoadScene from the coarse estimate). So it is a polish with two guards: it may move the estimate's corners by at
 most ``max_move`` pixels, and the network's mean score of patches at the same places under the refined affine
-must not drop by more than ``max_score_drop``; ECC may move up to ``max_move_verified`` px where the network scores
-the moved affine no lower at all.
-
-Where the network's score refuses ECC, a second, independent witness can overrule it: ECC run from other starts
-(``starts``: the coarse hypothesis, SIFT + MAGSAC's affine) converging on the same affine (``consensus_px``). Why: on
-low-texture scenes the network's score is biased, not only flat (VIS-NIR field 0001: 0.73 at the network
-estimate, 5.4 px off, against 0.57 at the truth, on random places as on keypoints), while ECC's basin, reached
-from two starts that did not come from each other, is the dense path's own sign of success (registration.pipeline).
-It must also correlate the gradient maps clearly better than the estimate: on VIS-LWIR, ECC from every start can
-agree on one wrong basin.
+must not drop by more than ``max_score_drop``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -44,18 +35,13 @@ class RefineConfig:
 
     levels: Tuple[Tuple[float, int], ...] = ((0.25, 5), (0.5, 5), (1.0, 5), (1.0, 1))  # ECC's (scale, smoothing)
     iterations: int = 100  # ECC iterations per level
-    eps: float = 1e-6  # ECC's convergence tolerance
+    eps: float = 1e-4  # ECC's convergence tolerance
     max_move: float = 8.0  # px: mean corner displacement ECC may apply
-    max_move_verified: float = 16.0  # px: ECC's limit where the network scores the moved affine no lower at all
-    far_keypoints: int = 256  # patches the network scores for a move beyond ``max_move``
     support_keypoints: int = 128  # patches the network scores under each affine
     max_score_drop: float = 0.02  # mean network score the refined affine may lose
     ecc: bool = True  # False: template matching only (the dense path's check of an independent estimate)
     template: Optional[TemplateConfig] = TemplateConfig()  # local template matching after ECC; None: ECC only
     template_max_move: float = 4.0  # px: the template search radius; a larger move is not a polish
-    consensus_px: float = 1.0  # px: ECC results from two starts this close (mean corner distance) agree
-    consensus_min_score: float = 0.5  # the network's mean score an agreed ECC affine needs (its threshold)
-    consensus_min_gain: float = 1.1  # factor an agreed ECC affine must raise the gradient maps' correlation by
 
 
 def ecc_affine(vis: np.ndarray, other: np.ndarray, a0: np.ndarray, cfg: RefineConfig = RefineConfig()) -> Optional[np.ndarray]:
@@ -118,29 +104,23 @@ class Refinement:
     reason: str  # why a polish was refused ("; " between stages), empty when all were kept
     move_px: float  # mean corner displacement of the kept polish(es)
     pairs_scored: int
-    kept: Tuple[str, ...] = ()  # the polishes kept, in order: "ecc" (or "ecc-consensus"), "template"
+    kept: Tuple[str, ...] = ()  # the polishes kept, in order: "ecc", "template"
     inliers: int = 0  # local matches that agree on the template fit (0 when it was not kept)
 
 
 def _guard(vis: np.ndarray, other: np.ndarray, a0: np.ndarray, a1: np.ndarray, runner: Optional[Runner],
-           cfg: RefineConfig, name: str, max_move: float, far_limit: Optional[float] = None) -> Tuple[bool, str, int]:
-    """(keep ``a1`` instead of ``a0``, why not, pairs scored): at most ``max_move`` px and no lower network score
-    (within ``max_score_drop``); or, with a runner, at most ``far_limit`` px and no lower score at all."""
+           cfg: RefineConfig, name: str, max_move: float) -> Tuple[bool, str, int]:
+    """(keep ``a1`` instead of ``a0``, why not, pairs scored): at most ``max_move`` px and, with a runner, no lower
+    network score (within ``max_score_drop``)."""
     h, w = vis.shape
     move = geo.corner_error(a1, a0, w, h)
-    far = move > max_move
-    limit = far_limit if far_limit is not None and runner is not None else max_move
-    if move > limit:
-        return False, f"{name} moved the corners {move:.1f} px (limit {limit:g})", 0
+    if move > max_move:
+        return False, f"{name} moved the corners {move:.1f} px (limit {max_move:g})", 0
     if runner is None:
         return True, "", 0
-    count, drop = (cfg.far_keypoints, 0.0) if far else (cfg.support_keypoints, cfg.max_score_drop)
-    (s0, s1), scored = network_support(vis, other, [a0, a1], runner, count)
-    if far and not scored:
-        return False, f"{name} moved the corners {move:.1f} px with no patch for the network to check", 0
-    if scored and s1 < s0 - drop:
-        why = f" after a {move:.1f}-px move" if far else ""
-        return False, f"the network scores {name}'s affine lower{why} ({s1:.3f} vs {s0:.3f})", scored
+    (s0, s1), scored = network_support(vis, other, [a0, a1], runner, cfg.support_keypoints)
+    if scored and s1 < s0 - cfg.max_score_drop:
+        return False, f"the network scores {name}'s affine lower ({s1:.3f} vs {s0:.3f})", scored
     return True, "", scored
 
 
@@ -154,63 +134,14 @@ def _ecc_from(vis: np.ndarray, other: np.ndarray, a0: np.ndarray, cfg: RefineCon
     return nearest_similarity(a1, w, h)
 
 
-def gradient_correlation(vis: np.ndarray, other: np.ndarray, affines: Sequence[np.ndarray]) -> List[float]:
-    """OpenCV's ECC value (zero-mean normalised correlation, ``cv2.computeECC``) of the two gradient maps over the
-    overlap under each affine (VIS -> other): what ECC's finest level maximises. The maps are computed once."""
-    h, w = vis.shape
-    gv, go = gradient_map(vis), gradient_map(other)
-    out = []
-    for a in affines:
-        warped = cv2.warpAffine(go, np.asarray(a, np.float64), (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
-        mask = overlap_mask(vis.shape, other.shape, a, 0)
-        out.append(float(cv2.computeECC(gv, warped, mask.astype(np.uint8))) if mask.sum() >= 2 else 0.0)
-    return out
-
-
-def _agreed(results: Sequence[np.ndarray], tol: float, width: int, height: int) -> Optional[np.ndarray]:
-    """The ECC result that the most others agree with (within ``tol`` px), when at least one does; ties go to the
-    earlier one (the first is ECC from the estimate itself)."""
-    best, votes = None, 0
-    for i, a in enumerate(results):
-        n = sum(1 for j, b in enumerate(results) if j != i and geo.corner_error(a, b, width, height) <= tol)
-        if n > votes:
-            best, votes = a, n
-    return best
-
-
-def _consensus(vis: np.ndarray, other: np.ndarray, a0: np.ndarray, a1: Optional[np.ndarray],
-               starts: Sequence[np.ndarray], runner: Runner, cfg: RefineConfig,
-               motion: str) -> Tuple[Optional[np.ndarray], str, int]:
-    """(an ECC affine that ECC from two starts agree on, or None; why not; pairs scored): within
-    ``max_move_verified`` px of ``a0``, correlating the gradient maps better than ``a0`` (``consensus_min_gain``)
-    and scored a match by the network."""
-    h, w = vis.shape
-    results = [a for a in [a1] + [_ecc_from(vis, other, s, cfg, motion) for s in starts] if a is not None]
-    agreed = _agreed(results, cfg.consensus_px, w, h)
-    if agreed is None:
-        return None, f"ECC from {len(results)} starts: no two agree", 0
-    move = geo.corner_error(agreed, a0, w, h)
-    if move > cfg.max_move_verified:
-        return None, f"ECC from two starts agree {move:.1f} px away (limit {cfg.max_move_verified:g})", 0
-    r0, r1 = gradient_correlation(vis, other, [a0, agreed])
-    if r1 <= 0 or r1 < cfg.consensus_min_gain * r0:
-        return None, f"ECC from two starts agree, but the gradient maps correlate {r1:.3f} there vs {r0:.3f}", 0
-    (score,), scored = network_support(vis, other, [agreed], runner, cfg.support_keypoints)
-    if not scored or score < cfg.consensus_min_score:
-        return None, f"ECC from two starts agree, but the network scores it {score:.3f}", scored
-    return agreed, "", scored
-
-
 def refine(vis: np.ndarray, other: np.ndarray, a0: np.ndarray, runner: Optional[Runner],
-           cfg: RefineConfig = RefineConfig(), motion: str = "affine",
-           starts: Sequence[np.ndarray] = ()) -> Refinement:
+           cfg: RefineConfig = RefineConfig(), motion: str = "affine") -> Refinement:
     """ECC from ``a0``, then local template matching from where ECC left it (``template``); each is kept only when
     it moves the corners by at most its limit and (with a runner) the network scores it no worse than the estimate
     before it, within ``max_score_drop``. Refused or failed stages leave the estimate as it was, with the reason.
     ``motion`` (registration.MOTIONS) constrains the template refit ("auto": GRIC); unless it is "affine", ECC's
     affine is projected onto the nearest similarity (ECC has no similarity motion: MOTION_EUCLIDEAN keeps the
-    scale at 1), so only template matching's own evidence can make the result an affine. With a runner, ECC from
-    ``starts`` (other estimates of the same pair) can stand in for a refused ECC (``_consensus``)."""
+    scale at 1), so only template matching's own evidence can make the result an affine."""
     h, w = vis.shape
     a, kept, notes, scored, inliers = a0, [], [], 0, 0
     a1 = _ecc_from(vis, other, a0, cfg, motion) if cfg.ecc else None
@@ -218,17 +149,10 @@ def refine(vis: np.ndarray, other: np.ndarray, a0: np.ndarray, runner: Optional[
     if cfg.ecc and a1 is None:
         notes.append("ECC did not converge")
     elif a1 is not None:
-        ok, why, n = _guard(vis, other, a, a1, runner, cfg, "ECC", cfg.max_move, cfg.max_move_verified)
+        ok, why, n = _guard(vis, other, a, a1, runner, cfg, "ECC", cfg.max_move)
         scored += n
         if ok:
             a, kept = a1, kept + ["ecc"]
-        else:
-            notes.append(why)
-    if cfg.ecc and not ok and starts and runner is not None:
-        agreed, why, n = _consensus(vis, other, a0, a1, starts, runner, cfg, motion)
-        scored += n
-        if agreed is not None:
-            a, kept = agreed, kept + ["ecc-consensus"]
         else:
             notes.append(why)
     if cfg.template is not None:
