@@ -37,7 +37,7 @@ class RefineConfig:
     iterations: int = 100  # ECC iterations per level
     eps: float = 1e-4  # ECC's convergence tolerance
     max_move: float = 8.0  # px: mean corner displacement ECC may apply
-    support_keypoints: int = 128  # patches the network scores under each affine
+    support_keypoints: int = 64  # patches the network scores under each affine of the polish guards
     max_score_drop: float = 0.02  # mean network score the refined affine may lose
     ecc: bool = True  # False: template matching only (the dense path's check of an independent estimate)
     template: Optional[TemplateConfig] = TemplateConfig()  # local template matching after ECC; None: ECC only
