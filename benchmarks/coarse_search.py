@@ -23,9 +23,10 @@ from typing import Dict, List, Tuple
 import numpy as np
 from tqdm import tqdm
 
+from rrl_edge.registration import SPLITS
 from rrl_edge.registration import geometry as geo
 from rrl_edge.registration.coarse import CoarseConfig, coarse_align
-from rrl_edge.registration.evaluation import SPLITS, count_pairs, eval_pairs, remeasured_truth
+from rrl_edge.registration.evaluation import count_pairs, eval_pairs, remeasured_truth
 
 
 def _setting(text: str) -> Tuple[str, CoarseConfig]:

@@ -177,8 +177,6 @@ def is_full_disk(exc: BaseException, path: Optional[PathLike]) -> bool:
 def special_file_kind(path: PathLike) -> str:
     """What ``path`` is, in words, for a line that refuses it (a FIFO or device read as data hangs or means
     nothing, so commands say what they were given instead of an OS error about folders)."""
-    import stat
-
     try:
         mode = os.stat(path).st_mode
     except OSError:

@@ -11,4 +11,6 @@ command line registers its sub-commands through :func:`rrl_edge.registration.com
 MOTIONS = ("auto", "similarity", "affine")
 # RegisterConfig's defaults that `rrl-edge register` flags show, here for the same reason
 DEFAULT_MOTION = "auto"
+# register-eval's pair sets: "test", the reported pairs; "val", the training images under random affines
+SPLITS = ("test", "val")
 NETWORK_KEYPOINTS = 32  # VIS keypoints of the network round (RegisterConfig.window)

@@ -19,7 +19,7 @@ from typing import Any, Dict, Tuple
 
 from rrl_edge.argtypes import (EXPERIMENTS, HelpFormatter, comma_choices, command_groups, example, hidden_alias,
                                model_input, positive_int, thread_count)
-from rrl_edge.registration import DEFAULT_MOTION, NETWORK_KEYPOINTS, MOTIONS
+from rrl_edge.registration import DEFAULT_MOTION, MOTIONS, NETWORK_KEYPOINTS, SPLITS
 
 
 # What `--ablate STAGE` leaves out, named by what is removed: (the old switch that did it, kept as a hidden alias;
@@ -67,7 +67,6 @@ def cmd_register(args: argparse.Namespace) -> int:
     from rrl_edge.atomic import write_json
     from rrl_edge.checkpoint import shipped_checkpoint
     from rrl_edge.paths import guard_outputs
-    from rrl_edge.registration.confidence import measure as measure_confidence
     from rrl_edge.registration.estimate import RegistrationFailed
     from rrl_edge.registration.images import read_pair
     from rrl_edge.registration.pipeline import register_images
@@ -83,7 +82,8 @@ def cmd_register(args: argparse.Namespace) -> int:
         except RegistrationFailed as exc:
             print(f"rrl-edge register: registration failed: {args.vis} -> {args.other}: {exc}", file=sys.stderr)
             return 1
-        sure = res.confidence if res.confidence is not None else measure_confidence(vis, other, res.affine, runner)
+    sure = res.confidence
+    assert sure is not None  # register_images measures it whenever a runner scored the answer
     a = res.affine
     print(f"affine (VIS -> other): [[{a[0, 0]:.5f}, {a[0, 1]:.5f}, {a[0, 2]:.3f}], [{a[1, 0]:.5f}, {a[1, 1]:.5f}, "
           f"{a[1, 2]:.3f}]]; {res.inliers} inliers; {res.pairs_scored} pairs scored; {res.seconds:.2f} s")
@@ -193,7 +193,7 @@ def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> 
     _common(inputs, settings, backend_choices())
     outputs.add_argument("--json", help="write the per-pair and per-category report")
     outputs.add_argument("--plot", help="PNG: success rate against the corner-error threshold")
-    inputs.add_argument("--split", choices=("test", "val"), default="test",
+    inputs.add_argument("--split", choices=SPLITS, default="test",
                         help="test: the reported pairs; val: the training images under random affines, what "
                              "settings are chosen on (default %(default)s)")
     settings.add_argument("--limit", type=positive_int, default=None, help="at most N pairs per category")

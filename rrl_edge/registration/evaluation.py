@@ -22,6 +22,7 @@ from rrl_edge.data.build import PatchConfig, detect_layout
 from rrl_edge.data.layouts import get_layout
 from rrl_edge.data.images import VISNIR_CATEGORIES, list_visnir_category, read_gray, read_warp
 from rrl_edge.errors import DataError, RRLEdgeError
+from rrl_edge.registration import SPLITS
 from rrl_edge.registration import geometry as geo
 from rrl_edge.registration.pipeline import RegisterConfig, register_images
 from rrl_edge.registration.refine import RefineConfig, refine
@@ -53,9 +54,6 @@ def remeasured_truth(p: EvalPair) -> Optional[np.ndarray]:
         return None
     r = refine(p.vis, p.unmoved, geo.translation(0.0, 0.0), None, RefineConfig(), "similarity")
     return geo.compose(p.gt, r.affine) if r.kept == ("ecc", "template") else None
-
-
-SPLITS = ("test", "val")
 
 
 def roadscene_split(root: Path, split: str) -> list:
