@@ -117,6 +117,80 @@ def test_the_polish_is_refused_beyond_its_move_limit_or_where_the_network_scores
     assert not ok and "the network scores ECC's affine lower" in why and scored > 0
 
 
+@pytest.mark.slow
+def test_ecc_from_two_starts_agreeing_overrules_the_networks_refusal(data_root):
+    """field 0002 (grass, a validation pair): the network round ends about 7 px off, and the network scores that
+    estimate above ECC's (measured 0.80 vs 0.69), so it refuses ECC's move. ECC from the coarse hypothesis lands on
+    the same affine: two starts agreeing overrule the refusal and bring the answer within 5 px (slow: the network
+    round through PyTorch)."""
+    from rrl_edge.checkpoint import shipped_checkpoint
+    from rrl_edge.registration.pipeline import RegisterConfig, _network_round
+    from rrl_edge.registration.refine import refine
+    from rrl_edge.runtime.registry import open_runner
+
+    d = data_root / "vis-nir" / "field"
+    vis, nir, gt = read_gray(d / "0002_rgb.jpg"), read_gray(d / "0002_nir.jpg"), read_warp(d / "0002_nir.npy")
+    h, w = vis.shape
+    cfg = RegisterConfig()
+    assert cfg.refine is not None
+    polish = replace(cfg.refine, template=None)
+    coarse = coarse_align(vis, nir)[0].affine
+    with open_runner(shipped_checkpoint("joint")) as runner:
+        est, _, why = _network_round(vis, nir, coarse, runner, cfg, {})
+        assert est is not None, why
+        assert geo.corner_error(est.affine, gt, w, h) > 5.0
+        alone = refine(vis, nir, est.affine, runner, polish, cfg.motion)
+        assert not alone.accepted and "the network scores ECC's affine lower" in alone.reason
+        agreed = refine(vis, nir, est.affine, runner, polish, cfg.motion, [coarse])
+        assert agreed.kept == ("ecc-consensus",), agreed.reason
+    assert geo.corner_error(agreed.affine, gt, w, h) < 5.0
+
+
+def test_ecc_from_two_starts_must_agree_and_raise_the_gradient_correlation(data_root):
+    """The consensus's own conditions on a real pair (field 0002), without the network: ECC from a start 60 px
+    away lands elsewhere, so it is no witness; the full-resolution gradient maps correlate better at the stored
+    matrix than 5 px away (the condition that keeps VIS-LWIR's wrong basins out); and of several ECC results the
+    one that others agree with is chosen, none when no two agree."""
+    from rrl_edge.registration.refine import RefineConfig, _consensus, _ecc_from, agreed, gradient_correlation
+
+    d = data_root / "vis-nir" / "field"
+    vis, nir, gt = read_gray(d / "0002_rgb.jpg"), read_gray(d / "0002_nir.jpg"), read_warp(d / "0002_nir.npy")
+    h, w = vis.shape
+    off = geo.compose(gt, geo.translation(5.0, 0.0))
+    at_truth, off_by_5 = gradient_correlation(vis, nir, [gt, off])
+    assert at_truth > RefineConfig().consensus_min_gain * off_by_5
+    cfg = RefineConfig()
+    a1 = _ecc_from(vis, nir, off, cfg, "auto")
+    assert a1 is not None
+    far = geo.compose(gt, geo.translation(60.0, 0.0))
+    best, why, scored = _consensus(vis, nir, off, a1, [far], [], None, cfg, "auto")  # type: ignore[arg-type]
+    assert best is None and "no two agree" in why and scored == 0
+    one, near, other = geo.translation(0, 0), geo.translation(0.5, 0), geo.translation(3, 0)
+    assert agreed([one, other, near], 1.0, w, h) is one and agreed([one, other], 1.0, w, h) is None
+
+
+def test_the_network_round_stops_early_when_half_its_keypoints_agree(data_root):
+    """A RoadScene pair under a random affine: every other keypoint (16 x 25 offsets) already agrees on one affine,
+    so the round stops there; scoring all 32 keypoints (``early_exit=0``) costs twice the pairs for an estimate
+    within a pixel or two of it; a share no round can reach (above 1) always scores the rest."""
+    from rrl_edge.checkpoint import shipped_checkpoint
+    from rrl_edge.registration.pipeline import RegisterConfig, _network_round
+    from rrl_edge.runtime.registry import open_runner
+
+    vis, other, g = _roadscene(data_root)
+    h, w = vis.shape
+    start = coarse_align(vis, other)[0].affine
+    offsets = len(RegisterConfig().window.offsets)
+    with open_runner(shipped_checkpoint("joint")) as runner:
+        early, n_early, why = _network_round(vis, other, start, runner, RegisterConfig(), {})
+        full, n_full, _ = _network_round(vis, other, start, runner, RegisterConfig(early_exit=0.0), {})
+        never, n_never, _ = _network_round(vis, other, start, runner, RegisterConfig(early_exit=1.01), {})
+    assert early is not None and full is not None and never is not None, why
+    assert n_early == 16 * offsets and n_full == n_never == 32 * offsets
+    assert geo.corner_error(early.affine, g, w, h) < 6.0 and geo.corner_error(full.affine, g, w, h) < 6.0
+    assert geo.corner_error(early.affine, full.affine, w, h) < 3.0
+
+
 def test_template_matching_sharpens_ecc_and_declines_on_low_texture(data_root):
     """Local template matching from ECC's estimate: on a VIS-NIR mountain pair it lands closer to the stored matrix
     than ECC (measured 2.24 -> 0.21 px) with many agreeing keypoints; on a field pair (grass, few clear peaks) it
@@ -172,6 +246,7 @@ def test_dense_path_registers_a_vis_nir_pair_and_the_ablation_flags_reach_the_co
     assert cfg.network and cfg.dense_first and cfg.classical and cfg.refine is not None
     assert cfg.refine.template is not None
     assert not _config(argparse.Namespace(**{**flags, "ablate": ["classical"]})).classical
+    assert cfg.consensus and not _config(argparse.Namespace(**{**flags, "ablate": ["consensus"]})).consensus
     cfg = _config(argparse.Namespace(**{**flags, "ablate": ["dense-path", "template"]}))
     assert not cfg.dense_first and cfg.refine is not None and cfg.refine.template is None
     assert _config(argparse.Namespace(**{**flags, "ablate": ["refine"]})).refine is None
@@ -411,16 +486,33 @@ def test_a_right_answer_is_sure(tmp_path, capsys, data_root):
 
 
 def test_the_validation_split_holds_no_test_pair(tmp_path, capsys, data_root):
-    """`register-eval --split val` scores the training images under random affines: VIS-NIR's country pairs and
-    RoadScene's training split, none of them a test pair; one pair end to end (coarse stage, to stay fast)."""
-    from rrl_edge.registration.evaluation import roadscene_split, eval_pairs
+    """`register-eval --split val` scores the training images under random affines (VIS-NIR's country pairs,
+    RoadScene's training split) and a quarter of each warped VIS-NIR category (5 of 20); none of them is a test pair, and
+    together with the test pairs they are every warped pair. One pair end to end (coarse stage, to stay fast)."""
+    from rrl_edge.data.images import VISNIR_CATEGORIES, list_visnir_category
+    from rrl_edge.registration.evaluation import HELD_OUT_ONE_IN, _held_out, count_pairs, eval_pairs, roadscene_split
 
     road = data_root / "roadscene"
     val = {p.pair_id for p in roadscene_split(road, "val")}
     test = {p.pair_id for p in roadscene_split(road, "test")}
     assert val and test and not val & test
-    first = next(eval_pairs(data_root / "vis-nir", 1, 0, "val"))
+    vn = data_root / "vis-nir"
+    first = next(eval_pairs(vn, 1, 0, "val"))
     assert first.category == "country" and first.unmoved is not None
+
+    def warped(split):  # (category, pair id) without reading the images
+        import rrl_edge.registration.evaluation as ev
+
+        return {(c, p.pair_id) for c, pairs in ev._warped(vn, split) for p in pairs}
+
+    held, tested = warped("val"), warped("test")
+    every = {(c, p.pair_id) for c in VISNIR_CATEGORIES for p in list_visnir_category(vn / c) if p.warp_path}
+    assert not held & tested and held | tested == every
+    cats = {c for c, _ in every}
+    assert len(cats) == 8 and all(sum(1 for c2, _ in held if c2 == c) == 20 // HELD_OUT_ONE_IN == 5 for c in cats)
+    assert _held_out("field", ["0001", "0002", "0003"]) == set()  # a small folder keeps every pair for the test
+    assert count_pairs(vn, None, "test") == len(tested) and count_pairs(vn, None, "val") == len(held) + 52
+    assert count_pairs(vn, 2, "val") == 2 * 9
     out = tmp_path / "v.json"
     assert main(["register-eval", "--data", str(road), "--split", "val", "--limit", "1", "--ablate", "network",
                  "--no-sift", "--json", str(out), "--quiet"]) == 0

@@ -29,7 +29,10 @@ ABLATIONS: Dict[str, Tuple[str, str]] = {
                               "which is made of them"),
     "template": ("--no-template", "polish with ECC only, without the local template matching after it; no dense "
                                   "path either (template matching is its agreement check)"),
-    "classical": ("--no-classical", "no SIFT + MAGSAC affine as the dense path's second start"),
+    "classical": ("--no-classical", "no SIFT + MAGSAC affine as the dense path's second start (nor as a start of "
+                                    "ECC from two starts)"),
+    "consensus": ("--no-consensus", "no ECC from two starts: where the network refuses ECC's polish, the refusal "
+                                    "stands"),
     "dense-path": ("--network-always", "no dense path (ECC and template matching agreeing, checked by the network's "
                                        "score, answer without the network round): the network round runs on every "
                                        "pair"),
@@ -53,7 +56,7 @@ def _config(args: argparse.Namespace) -> Any:  # RegisterConfig
         polish = replace(polish, template=None)
     return replace(cfg, window=replace(cfg.window, keypoints=args.keypoints),
                    network="network" not in off, refine=polish, dense_first="dense-path" not in off,
-                   classical="classical" not in off, motion=args.motion)
+                   classical="classical" not in off, consensus="consensus" not in off, motion=args.motion)
 
 
 def _open(engine, backend: str, threads):

@@ -5,7 +5,7 @@ refined to sub-pixel on the score surface, is a correspondence."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Tuple
+from typing import Optional, Tuple
 
 import cv2
 import numpy as np
@@ -35,6 +35,11 @@ class Matches:
     other: np.ndarray  # (M, 2) other-image points
     score: np.ndarray  # (M,) best network score
     pairs_scored: int
+
+    def joined(self, more: "Matches") -> "Matches":
+        """These matches and ``more`` (another set of keypoints in the same window) as one set."""
+        return Matches(np.concatenate([self.vis, more.vis]), np.concatenate([self.other, more.other]),
+                       np.concatenate([self.score, more.score]), self.pairs_scored + more.pairs_scored)
 
 
 def overlap_mask(vis_shape: Tuple[int, int], other_shape: Tuple[int, int], a: np.ndarray, margin: int) -> np.ndarray:
@@ -76,12 +81,19 @@ def _subpixel(s: np.ndarray, i: int) -> float:
     return float(np.clip(0.5 * (l[0] - l[2]) / den, -0.5, 0.5)) if den < 0 else 0.0
 
 
+def window_keypoints(vis: np.ndarray, other_shape: Tuple[int, int], a: np.ndarray, win: Window) -> np.ndarray:
+    """The VIS keypoints ``match`` scores: up to ``win.keypoints`` corners whose patches stay inside both images
+    at every offset of the window."""
+    return keypoints(vis, overlap_mask(vis.shape, other_shape, a, win.radius + 1), win.keypoints)
+
+
 def match(vis: np.ndarray, other: np.ndarray, a: np.ndarray, win: Window, runner: Runner,
-          min_score: float = 0.5, batch_size: int = 256) -> Matches:
-    """Correspondences VIS -> other near the estimate ``a`` (2x3, VIS -> other)."""
+          min_score: float = 0.5, batch_size: int = 256, kps: Optional[np.ndarray] = None) -> Matches:
+    """Correspondences VIS -> other near the estimate ``a`` (2x3, VIS -> other), at ``kps`` (default: the
+    window's keypoints)."""
     h, w = vis.shape
-    mask = overlap_mask(vis.shape, other.shape, a, win.radius + 1)
-    kps = keypoints(vis, mask, win.keypoints)
+    if kps is None:
+        kps = window_keypoints(vis, other.shape, a, win)
     empty = Matches(np.zeros((0, 2)), np.zeros((0, 2)), np.zeros(0), 0)
     if len(kps) == 0:
         return empty

@@ -1,7 +1,8 @@
 """The registration pipeline: coarse hypotheses; then the dense path (ECC and local template matching from the best
 hypothesis, or template matching from SIFT + MAGSAC's affine), taken when the two estimates agree and the network
 scores the result as a match; otherwise one round of network-verified matches in a window around each coarse
-hypothesis, then MAGSAC, then the same polish, which the network must not score worse (``refine``). Every answer
+hypothesis, then MAGSAC, then the same polish, which the network must not score worse unless ECC from two other
+starts agrees with it (``refine``). Every answer
 carries its confidence (``confidence``). Stages can be switched off to measure what each buys (``--ablate`` of
 ``register`` and ``register-eval``); each was kept or deleted by that ablation on validation pairs
 (docs/registration-settings.md).
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -25,7 +26,7 @@ from rrl_edge.registration import geometry as geo
 from rrl_edge.registration.confidence import Confidence, measure as measure_confidence
 from rrl_edge.registration.coarse import CoarseConfig, coarse_align
 from rrl_edge.registration.estimate import Estimate, RegistrationFailed, magsac_affine, plausible
-from rrl_edge.registration.matching import Window, match
+from rrl_edge.registration.matching import Matches, Window, match, window_keypoints
 from rrl_edge.registration.refine import RefineConfig, refine
 from rrl_edge.registration.sift_baseline import sift_register
 from rrl_edge.runtime.runner import Runner
@@ -41,6 +42,9 @@ class RegisterConfig:
     # takes it to sub-pixel (a second, finer round bought nothing on the validation pairs at 4x the network pairs)
     window: Window = Window(radius=8, step=4, keypoints=NETWORK_KEYPOINTS)
     threshold: float = 4.0  # MAGSAC inlier threshold (px) of the network round
+    # the network round scores every other keypoint first and stops there when at least this fraction of them agree
+    # on one affine (MAGSAC inliers); otherwise it scores the rest and fits all. 0: every keypoint at once
+    early_exit: float = 0.75
     min_inliers: int = 8  # fewest MAGSAC inliers that make the network round's affine
     min_inlier_ratio: float = 0.3  # of the keypoints whose best score passed
     hypotheses: int = 3  # coarse hypotheses tried, best first, until one verifies
@@ -49,6 +53,7 @@ class RegisterConfig:
     dense_agree: float = 1.5  # px: template matching may move ECC's estimate at most this much on the dense path
     dense_min_score: float = 0.5  # the network's mean score at the dense estimate (a match, by its threshold)
     classical: bool = True  # experiment: False drops SIFT + MAGSAC's affine as the second dense start
+    consensus: bool = True  # experiment: False lets the network's refusal of ECC's polish stand
     refine: Optional[RefineConfig] = RefineConfig()  # the polish; None (experiment): no polish, no dense path
     motion: str = DEFAULT_MOTION  # what the fits may be (registration.MOTIONS)
 
@@ -63,7 +68,7 @@ class RegisterResult:
     hypothesis: int = 0
     refined: Optional[bool] = None  # a polish kept (True), all refused (False) or not tried (None)
     refine_note: str = ""  # why a polish was refused
-    polish: Tuple[str, ...] = ()  # the polishes kept: "ecc", "template"
+    polish: Tuple[str, ...] = ()  # the polishes kept: "ecc" (or "ecc-consensus"), "template"
     path: str = "network"  # "dense" (ECC and template agreed), "network" (network round) or "coarse" (no network)
     start: str = "coarse"  # where the accepted estimate started: "coarse" (hypothesis ``hypothesis``) or "sift"
     unrefined: Optional[np.ndarray] = None  # the estimate before the polish (register-eval's ablation for free)
@@ -94,14 +99,28 @@ class RegisterResult:
         }
 
 
+def _fit(m: Matches, cfg: RegisterConfig) -> Optional[Estimate]:
+    """MAGSAC on the network round's matches (a similarity unless the motion is "affine")."""
+    return magsac_affine(m.vis, m.other, cfg.threshold, cfg.min_inliers,
+                         "affine" if cfg.motion == "affine" else "similarity")
+
+
 def _network_round(vis: np.ndarray, other: np.ndarray, a0: np.ndarray, runner: Runner, cfg: RegisterConfig,
                    stages: Dict[str, float]) -> Tuple[Optional[Estimate], int, str]:
-    """The network round from ``a0``: scored offsets, then MAGSAC; (estimate or None, pairs scored, why it failed)."""
+    """The network round from ``a0``: scored offsets at every other keypoint, then MAGSAC; the other half of the
+    keypoints only where the first half does not agree (``early_exit``); (estimate or None, pairs scored, why it
+    failed)."""
     t = time.perf_counter()
-    m = match(vis, other, a0, cfg.window, runner)
+    kps = window_keypoints(vis, other.shape, a0, cfg.window)
+    first = kps[::2] if cfg.early_exit > 0 else kps
+    m = match(vis, other, a0, cfg.window, runner, kps=first)
+    est = _fit(m, cfg)
+    if len(first) < len(kps) and (est is None or est.count < cfg.early_exit * len(first)
+                                  or not plausible(est.affine, cfg.coarse.max_rotation, cfg.coarse.min_scale,
+                                                   cfg.coarse.max_scale)):
+        m = m.joined(match(vis, other, a0, cfg.window, runner, kps=kps[1::2]))
+        est = _fit(m, cfg)
     stages["network"] = stages.get("network", 0.0) + time.perf_counter() - t
-    est = magsac_affine(m.vis, m.other, cfg.threshold, cfg.min_inliers,
-                        "affine" if cfg.motion == "affine" else "similarity")
     if est is None:
         return None, m.pairs_scored, f"{len(m.vis)} network matches, no consistent affine"
     if est.count < cfg.min_inlier_ratio * len(m.vis):
@@ -112,14 +131,16 @@ def _network_round(vis: np.ndarray, other: np.ndarray, a0: np.ndarray, runner: R
 
 
 def _polish(vis: np.ndarray, other: np.ndarray, res: RegisterResult, runner: Optional[Runner],
-            cfg: RegisterConfig, t0: float) -> RegisterResult:
-    """The polish (ECC, then template matching) of a finished estimate, each kept only when its guards pass; timed
-    as the stage "refine"."""
+            cfg: RegisterConfig, t0: float, starts: Sequence[np.ndarray] = (),
+            ecc_results: Sequence[np.ndarray] = ()) -> RegisterResult:
+    """The polish (ECC, then template matching) of a finished estimate, each kept only when its guards pass, ECC
+    from ``starts`` (or its ``ecc_results`` from them) standing in for a refused ECC (refine.refine); timed as the
+    stage "refine"."""
     if cfg.refine is None:
         return res
     t = time.perf_counter()
     res.unrefined = res.affine
-    r = refine(vis, other, res.affine, runner, cfg.refine, cfg.motion)
+    r = refine(vis, other, res.affine, runner, cfg.refine, cfg.motion, starts, ecc_results)
     res.stages["refine"] = time.perf_counter() - t
     res.affine, res.refined, res.refine_note, res.polish = r.affine, r.accepted, r.reason, r.kept
     res.pairs_scored += r.pairs_scored
@@ -128,17 +149,18 @@ def _polish(vis: np.ndarray, other: np.ndarray, res: RegisterResult, runner: Opt
 
 
 def _dense(vis: np.ndarray, other: np.ndarray, a0: np.ndarray, runner: Runner, cfg: RegisterConfig,
-           stages: Dict[str, float], t0: float, ecc: bool = True) -> Tuple[Optional[RegisterResult], int]:
+           stages: Dict[str, float], t0: float,
+           ecc: bool = True) -> Tuple[Optional[RegisterResult], int, Optional[np.ndarray]]:
     """The dense path from ``a0``: ECC (unless ``a0`` is already an independent estimate: ``ecc=False``), then
     template matching that moves that estimate by at most ``dense_agree`` px, and the network's mean score there at
-    least ``dense_min_score``; (None when any of it fails, pairs scored)."""
+    least ``dense_min_score``; (None when any of it fails, pairs scored, ECC's result from ``a0``)."""
     if cfg.refine is None or cfg.refine.template is None or not cfg.dense_first:
-        return None, 0
+        return None, 0, None
     t = time.perf_counter()
     r = refine(vis, other, a0, None, replace(cfg.refine, template_max_move=cfg.dense_agree, ecc=ecc), cfg.motion)
     stages["dense"] = stages.get("dense", 0.0) + time.perf_counter() - t
     if r.kept != (("ecc", "template") if ecc else ("template",)):
-        return None, 0
+        return None, 0, r.ecc
     t = time.perf_counter()
     # the confidence check's own scores: its mean at the estimate is the dense path's check, and the answer's
     # confidence comes with it
@@ -146,10 +168,10 @@ def _dense(vis: np.ndarray, other: np.ndarray, a0: np.ndarray, runner: Runner, c
     stages["dense_check"] = stages.get("dense_check", 0.0) + time.perf_counter() - t
     scored = sure.pairs
     if not sure.keypoints or sure.score < cfg.dense_min_score:
-        return None, scored
+        return None, scored, r.ecc
     res = RegisterResult(r.affine, r.inliers, time.perf_counter() - t0, scored, stages, refined=True, unrefined=a0,
                          polish=r.kept, path="dense", confidence=sure)
-    return res, scored
+    return res, scored, r.ecc
 
 
 def _dense_starts(vis: np.ndarray, other: np.ndarray, coarse: np.ndarray, cfg: RegisterConfig,
@@ -214,10 +236,16 @@ def _register_full(vis: np.ndarray, other: np.ndarray, runner: Optional[Runner],
         res = RegisterResult(hyps[0].affine, 0, time.perf_counter() - t0, 0, stages, path="coarse")
         return _polish(vis, other, res, None, cfg, t0)
     scored = 0
+    classical: List[np.ndarray] = []  # SIFT + MAGSAC's affine, when the dense path computed it
+    ecc_from_best: Optional[np.ndarray] = None  # the dense path's ECC from the best hypothesis
     for start, a0 in _dense_starts(vis, other, hyps[0].affine, cfg, stages):
+        if start == "sift":
+            classical.append(a0)
         # SIFT + MAGSAC is itself an estimate independent of template matching; ECC is not run from it (on the
         # pairs SIFT rescues ECC's optimum is the one that was off)
-        dense, n = _dense(vis, other, a0, runner, cfg, stages, t0, ecc=start == "coarse")
+        dense, n, ecc = _dense(vis, other, a0, runner, cfg, stages, t0, ecc=start == "coarse")
+        if start == "coarse":
+            ecc_from_best = ecc
         scored += n
         if dense is not None:
             dense.pairs_scored, dense.start = scored, start
@@ -228,6 +256,12 @@ def _register_full(vis: np.ndarray, other: np.ndarray, runner: Optional[Runner],
         scored += n
         if est is not None:
             res = RegisterResult(est.affine, est.count, time.perf_counter() - t0, scored, stages, k)
-            return _polish(vis, other, res, runner, cfg, t0)
+            # the hypothesis the round started from and SIFT's affine: starts of ECC apart from the estimate (ECC
+            # from the best hypothesis already ran on the dense path, when there was one)
+            if not cfg.consensus:
+                return _polish(vis, other, res, runner, cfg, t0)
+            ran = k == 0 and cfg.dense_first and cfg.refine is not None and cfg.refine.template is not None
+            return _polish(vis, other, res, runner, cfg, t0, classical if ran else [h.affine] + classical,
+                           [ecc_from_best] if ran and ecc_from_best is not None else [])
         reasons.append(why)
     raise RegistrationFailed(f"no coarse hypothesis verified by the network ({'; '.join(reasons)})")
