@@ -382,7 +382,7 @@ def test_every_registration_field_is_in_the_settings_page():
         assert list(rows) == fields, f"{cls.__name__}: the page's rows {list(rows)} are not its fields {fields}"
         for f in dataclasses.fields(cls):
             default, kind = rows[f.name][1], rows[f.name][2]
-            if isinstance(f.default, (bool, int, float, str, tuple)) :
+            if isinstance(f.default, (bool, int, float, str, tuple)):
                 assert default == f"`{f.default!r}`", f"{cls.__name__}.{f.name}: the page says {default}"
             assert kind.split()[0] in ("product", "experiment", "internal"), f"{cls.__name__}.{f.name}: {kind}"
 

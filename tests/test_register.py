@@ -151,7 +151,7 @@ def test_ecc_from_two_starts_must_agree_and_raise_the_gradient_correlation(data_
     away lands elsewhere, so it is no witness; the full-resolution gradient maps correlate better at the stored
     matrix than 5 px away (the condition that keeps VIS-LWIR's wrong basins out); and of several ECC results the
     one that others agree with is chosen, none when no two agree."""
-    from rrl_edge.registration.refine import RefineConfig, _consensus, _ecc_from, agreed, gradient_correlation
+    from rrl_edge.registration.refine import RefineConfig, _agreed, _consensus, _ecc_from, gradient_correlation
 
     d = data_root / "vis-nir" / "field"
     vis, nir, gt = read_gray(d / "0002_rgb.jpg"), read_gray(d / "0002_nir.jpg"), read_warp(d / "0002_nir.npy")
@@ -166,7 +166,7 @@ def test_ecc_from_two_starts_must_agree_and_raise_the_gradient_correlation(data_
     best, why, scored = _consensus(vis, nir, off, a1, [far], [], None, cfg, "auto")  # type: ignore[arg-type]
     assert best is None and "no two agree" in why and scored == 0
     one, near, other = geo.translation(0, 0), geo.translation(0.5, 0), geo.translation(3, 0)
-    assert agreed([one, other, near], 1.0, w, h) is one and agreed([one, other], 1.0, w, h) is None
+    assert _agreed([one, other, near], 1.0, w, h) is one and _agreed([one, other], 1.0, w, h) is None
 
 
 def test_the_network_round_stops_early_when_half_its_keypoints_agree(data_root):
@@ -487,10 +487,11 @@ def test_a_right_answer_is_sure(tmp_path, capsys, data_root):
 
 def test_the_validation_split_holds_no_test_pair(tmp_path, capsys, data_root):
     """`register-eval --split val` scores the training images under random affines (VIS-NIR's country pairs,
-    RoadScene's training split) and a quarter of each warped VIS-NIR category (5 of 20); none of them is a test pair, and
-    together with the test pairs they are every warped pair. One pair end to end (coarse stage, to stay fast)."""
+    RoadScene's training split) and a quarter of each warped VIS-NIR category (5 of 20); none of them is a test
+    pair, and together with the test pairs they are every warped pair. One pair end to end (coarse stage, to stay fast)."""
     from rrl_edge.data.images import VISNIR_CATEGORIES, list_visnir_category
-    from rrl_edge.registration.evaluation import HELD_OUT_ONE_IN, _held_out, count_pairs, eval_pairs, roadscene_split
+    from rrl_edge.registration.evaluation import (HELD_OUT_ONE_IN, _held_out, _warped, count_pairs, eval_pairs,
+                                                  roadscene_split)
 
     road = data_root / "roadscene"
     val = {p.pair_id for p in roadscene_split(road, "val")}
@@ -501,9 +502,7 @@ def test_the_validation_split_holds_no_test_pair(tmp_path, capsys, data_root):
     assert first.category == "country" and first.unmoved is not None
 
     def warped(split):  # (category, pair id) without reading the images
-        import rrl_edge.registration.evaluation as ev
-
-        return {(c, p.pair_id) for c, pairs in ev._warped(vn, split) for p in pairs}
+        return {(c, p.pair_id) for c, pairs in _warped(vn, split) for p in pairs}
 
     held, tested = warped("val"), warped("test")
     every = {(c, p.pair_id) for c in VISNIR_CATEGORIES for p in list_visnir_category(vn / c) if p.warp_path}

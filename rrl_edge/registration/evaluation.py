@@ -95,14 +95,10 @@ def _warped(root: Path, split: str) -> Iterator[Tuple[str, list]]:
         yield cat, [p for p in pairs if (p.pair_id in held) == (split == "val")]
 
 
-def _visnir_root(data: Path) -> Path:
+def _dataset_root(data: Path, name: str) -> Path:
+    """``data/name`` when ``data`` is the folder of all data sets, else ``data`` itself."""
     root = Path(data)
-    return root / "vis-nir" if (root / "vis-nir").is_dir() else root
-
-
-def _roadscene_root(data: Path) -> Path:
-    root = Path(data)
-    return root / "roadscene" if (root / "roadscene").is_dir() else root
+    return root / name if (root / name).is_dir() else root
 
 
 def eval_pairs(data: Path, limit: Optional[int], seed: int = 0, split: str = "test") -> Iterator[EvalPair]:
@@ -115,9 +111,9 @@ def eval_pairs(data: Path, limit: Optional[int], seed: int = 0, split: str = "te
         raise DataError(f"split {split!r}: expected one of {', '.join(SPLITS)}")
     if detect_layout(data) == "roadscene":
         yield from _moved("roadscene" if split == "test" else "roadscene-train",
-                          roadscene_split(_roadscene_root(data), split)[:limit], seed)
+                          roadscene_split(_dataset_root(data, "roadscene"), split)[:limit], seed)
         return
-    root = _visnir_root(data)
+    root = _dataset_root(data, "vis-nir")
     if split == "val":
         yield from _moved("country", list_visnir_category(root / "country")[:limit], seed)
     for cat, pairs in _warped(root, split):
@@ -130,8 +126,8 @@ def count_pairs(data: Path, limit: Optional[int], split: str = "test") -> int:
         return min(n, limit) if limit else n
 
     if detect_layout(data) == "roadscene":
-        return cap(len(roadscene_split(_roadscene_root(data), split)))
-    root = _visnir_root(data)
+        return cap(len(roadscene_split(_dataset_root(data, "roadscene"), split)))
+    root = _dataset_root(data, "vis-nir")
     total = cap(len(list_visnir_category(root / "country"))) if split == "val" else 0
     return total + sum(cap(len(pairs)) for _, pairs in _warped(root, split))
 

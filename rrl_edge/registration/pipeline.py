@@ -27,7 +27,7 @@ from rrl_edge.registration.confidence import Confidence, measure as measure_conf
 from rrl_edge.registration.coarse import CoarseConfig, coarse_align
 from rrl_edge.registration.estimate import Estimate, RegistrationFailed, magsac_affine, plausible
 from rrl_edge.registration.matching import Matches, Window, match, window_keypoints
-from rrl_edge.registration.refine import RefineConfig, refine
+from rrl_edge.registration.refine import RefineConfig, Refinement, refine
 from rrl_edge.registration.sift_baseline import sift_register
 from rrl_edge.runtime.runner import Runner
 
@@ -99,6 +99,11 @@ class RegisterResult:
         }
 
 
+def _in_range(a: np.ndarray, cfg: RegisterConfig) -> bool:
+    """An affine within the coarse search's rotation and scale range (anything else is a wrong match)."""
+    return plausible(a, cfg.coarse.max_rotation, cfg.coarse.min_scale, cfg.coarse.max_scale)
+
+
 def _fit(m: Matches, cfg: RegisterConfig) -> Optional[Estimate]:
     """MAGSAC on the network round's matches (a similarity unless the motion is "affine")."""
     return magsac_affine(m.vis, m.other, cfg.threshold, cfg.min_inliers,
@@ -116,8 +121,7 @@ def _network_round(vis: np.ndarray, other: np.ndarray, a0: np.ndarray, runner: R
     m = match(vis, other, a0, cfg.window, runner, kps=first)
     est = _fit(m, cfg)
     if len(first) < len(kps) and (est is None or est.count < cfg.early_exit * len(first)
-                                  or not plausible(est.affine, cfg.coarse.max_rotation, cfg.coarse.min_scale,
-                                                   cfg.coarse.max_scale)):
+                                  or not _in_range(est.affine, cfg)):
         m = m.joined(match(vis, other, a0, cfg.window, runner, kps=kps[1::2]))
         est = _fit(m, cfg)
     stages["network"] = stages.get("network", 0.0) + time.perf_counter() - t
@@ -125,7 +129,7 @@ def _network_round(vis: np.ndarray, other: np.ndarray, a0: np.ndarray, runner: R
         return None, m.pairs_scored, f"{len(m.vis)} network matches, no consistent affine"
     if est.count < cfg.min_inlier_ratio * len(m.vis):
         return None, m.pairs_scored, f"only {est.count} of {len(m.vis)} network matches agree"
-    if not plausible(est.affine, cfg.coarse.max_rotation, cfg.coarse.min_scale, cfg.coarse.max_scale):
+    if not _in_range(est.affine, cfg):
         return None, m.pairs_scored, "affine outside the searched range"
     return est, m.pairs_scored, ""
 
@@ -150,17 +154,18 @@ def _polish(vis: np.ndarray, other: np.ndarray, res: RegisterResult, runner: Opt
 
 def _dense(vis: np.ndarray, other: np.ndarray, a0: np.ndarray, runner: Runner, cfg: RegisterConfig,
            stages: Dict[str, float], t0: float,
-           ecc: bool = True) -> Tuple[Optional[RegisterResult], int, Optional[np.ndarray]]:
+           ecc: bool = True) -> Tuple[Optional[RegisterResult], int, Optional[Refinement]]:
     """The dense path from ``a0``: ECC (unless ``a0`` is already an independent estimate: ``ecc=False``), then
     template matching that moves that estimate by at most ``dense_agree`` px, and the network's mean score there at
-    least ``dense_min_score``; (None when any of it fails, pairs scored, ECC's result from ``a0``)."""
+    least ``dense_min_score``; (None when any of it fails, pairs scored, its polish from ``a0``, None when the
+    configuration has no dense path)."""
     if cfg.refine is None or cfg.refine.template is None or not cfg.dense_first:
         return None, 0, None
     t = time.perf_counter()
     r = refine(vis, other, a0, None, replace(cfg.refine, template_max_move=cfg.dense_agree, ecc=ecc), cfg.motion)
     stages["dense"] = stages.get("dense", 0.0) + time.perf_counter() - t
     if r.kept != (("ecc", "template") if ecc else ("template",)):
-        return None, 0, r.ecc
+        return None, 0, r
     t = time.perf_counter()
     # the confidence check's own scores: its mean at the estimate is the dense path's check, and the answer's
     # confidence comes with it
@@ -168,10 +173,10 @@ def _dense(vis: np.ndarray, other: np.ndarray, a0: np.ndarray, runner: Runner, c
     stages["dense_check"] = stages.get("dense_check", 0.0) + time.perf_counter() - t
     scored = sure.pairs
     if not sure.keypoints or sure.score < cfg.dense_min_score:
-        return None, scored, r.ecc
+        return None, scored, r
     res = RegisterResult(r.affine, r.inliers, time.perf_counter() - t0, scored, stages, refined=True, unrefined=a0,
                          polish=r.kept, path="dense", confidence=sure)
-    return res, scored, r.ecc
+    return res, scored, r
 
 
 def _dense_starts(vis: np.ndarray, other: np.ndarray, coarse: np.ndarray, cfg: RegisterConfig,
@@ -185,7 +190,7 @@ def _dense_starts(vis: np.ndarray, other: np.ndarray, coarse: np.ndarray, cfg: R
         t = time.perf_counter()
         a, _, _ = sift_register(vis, other)
         stages["classical"] = time.perf_counter() - t
-        if a is not None and plausible(a, cfg.coarse.max_rotation, cfg.coarse.min_scale, cfg.coarse.max_scale):
+        if a is not None and _in_range(a, cfg):
             yield "sift", a
 
 
@@ -237,15 +242,15 @@ def _register_full(vis: np.ndarray, other: np.ndarray, runner: Optional[Runner],
         return _polish(vis, other, res, None, cfg, t0)
     scored = 0
     classical: List[np.ndarray] = []  # SIFT + MAGSAC's affine, when the dense path computed it
-    ecc_from_best: Optional[np.ndarray] = None  # the dense path's ECC from the best hypothesis
+    from_best: Optional[Refinement] = None  # the dense path's polish from the best hypothesis, when it ran
     for start, a0 in _dense_starts(vis, other, hyps[0].affine, cfg, stages):
         if start == "sift":
             classical.append(a0)
         # SIFT + MAGSAC is itself an estimate independent of template matching; ECC is not run from it (on the
         # pairs SIFT rescues ECC's optimum is the one that was off)
-        dense, n, ecc = _dense(vis, other, a0, runner, cfg, stages, t0, ecc=start == "coarse")
+        dense, n, r = _dense(vis, other, a0, runner, cfg, stages, t0, ecc=start == "coarse")
         if start == "coarse":
-            ecc_from_best = ecc
+            from_best = r
         scored += n
         if dense is not None:
             dense.pairs_scored, dense.start = scored, start
@@ -260,8 +265,9 @@ def _register_full(vis: np.ndarray, other: np.ndarray, runner: Optional[Runner],
             # from the best hypothesis already ran on the dense path, when there was one)
             if not cfg.consensus:
                 return _polish(vis, other, res, runner, cfg, t0)
-            ran = k == 0 and cfg.dense_first and cfg.refine is not None and cfg.refine.template is not None
-            return _polish(vis, other, res, runner, cfg, t0, classical if ran else [h.affine] + classical,
-                           [ecc_from_best] if ran and ecc_from_best is not None else [])
+            if k == 0 and from_best is not None:
+                done = [from_best.ecc] if from_best.ecc is not None else []
+                return _polish(vis, other, res, runner, cfg, t0, classical, done)
+            return _polish(vis, other, res, runner, cfg, t0, [h.affine] + classical)
         reasons.append(why)
     raise RegistrationFailed(f"no coarse hypothesis verified by the network ({'; '.join(reasons)})")

@@ -161,7 +161,7 @@ def gradient_correlation(vis: np.ndarray, other: np.ndarray, affines: Sequence[n
     return out
 
 
-def agreed(results: Sequence[np.ndarray], tol: float, width: int, height: int) -> Optional[np.ndarray]:
+def _agreed(results: Sequence[np.ndarray], tol: float, width: int, height: int) -> Optional[np.ndarray]:
     """The ECC result that the most others agree with (within ``tol`` px), when at least one does; ties go to the
     earlier one (the first is ECC from the estimate itself)."""
     best, votes = None, 0
@@ -181,7 +181,7 @@ def _consensus(vis: np.ndarray, other: np.ndarray, a0: np.ndarray, a1: Optional[
     h, w = vis.shape
     ran = [_ecc_from(vis, other, s, cfg, motion) for s in starts]
     results = [a for a in [a1, *ecc_results, *ran] if a is not None]
-    best = agreed(results, cfg.consensus_px, w, h)
+    best = _agreed(results, cfg.consensus_px, w, h)
     if best is None:
         return None, f"ECC from {len(results)} starts: no two agree", 0
     move = geo.corner_error(best, a0, w, h)
