@@ -100,7 +100,7 @@ def test_the_polish_is_refused_beyond_its_move_limit_or_where_the_network_scores
     limit: refused with or without a runner, so a polish can never carry an estimate far. From the truth, an
     affine 6 px away is refused because the network scores it lower."""
     from rrl_edge.checkpoint import shipped_checkpoint
-    from rrl_edge.registration.refine import RefineConfig, _guard, refine
+    from rrl_edge.registration.refine import RefineConfig, Support, _guard, refine
     from rrl_edge.runtime.registry import open_runner
 
     d = data_root / "vis-nir" / "street"
@@ -112,9 +112,15 @@ def test_the_polish_is_refused_beyond_its_move_limit_or_where_the_network_scores
     with open_runner(shipped_checkpoint("joint")) as runner:
         checked = refine(vis, nir, off, runner, cfg, "similarity")
         assert not checked.accepted and "(limit 8)" in checked.reason and checked.pairs_scored == 0
-        ok, why, scored = _guard(vis, nir, gt, geo.compose(gt, geo.translation(6.0, 0.0)), runner, cfg, "ECC",
-                                 cfg.max_move)
-    assert not ok and "the network scores ECC's affine lower" in why and scored > 0
+        support = Support(vis, nir, gt, runner, cfg.support_keypoints)
+        shifted = geo.compose(gt, geo.translation(6.0, 0.0))
+        ok, why = _guard(gt, shifted, vis.shape[1], vis.shape[0], support, cfg, "ECC", cfg.max_move)
+        assert not ok and "the network scores ECC's affine lower" in why
+        # the next guard of the same polish scores only the affine it has not seen
+        n = len(support.kps)
+        assert n > 0 and support.pairs_scored == 2 * n
+        support.means([shifted, geo.compose(gt, geo.translation(0.0, 3.0))])
+    assert support.pairs_scored == 3 * n
 
 
 @pytest.mark.slow
@@ -163,8 +169,8 @@ def test_ecc_from_two_starts_must_agree_and_raise_the_gradient_correlation(data_
     a1 = _ecc_from(vis, nir, off, cfg, "auto")
     assert a1 is not None
     far = geo.compose(gt, geo.translation(60.0, 0.0))
-    best, why, scored = _consensus(vis, nir, off, a1, [far], [], None, cfg, "auto")  # type: ignore[arg-type]
-    assert best is None and "no two agree" in why and scored == 0
+    best, why = _consensus(vis, nir, off, a1, [far], [], None, cfg, "auto")  # type: ignore[arg-type]
+    assert best is None and "no two agree" in why
     one, near, other = geo.translation(0, 0), geo.translation(0.5, 0), geo.translation(3, 0)
     assert _agreed([one, other, near], 1.0, w, h) is one and _agreed([one, other], 1.0, w, h) is None
 

@@ -47,7 +47,7 @@ class RegisterConfig:
     early_exit: float = 0.75
     min_inliers: int = 8  # fewest MAGSAC inliers that make the network round's affine
     min_inlier_ratio: float = 0.3  # of the keypoints whose best score passed
-    hypotheses: int = 3  # coarse hypotheses tried, best first, until one verifies
+    hypotheses: int = 2  # coarse hypotheses tried by the network round, best first, until one verifies
     network: bool = True  # experiment: False stops after the coarse stage (then the unguarded polish)
     dense_first: bool = True  # experiment: False skips the dense path, the network round runs on every pair
     dense_agree: float = 1.5  # px: template matching may move ECC's estimate at most this much on the dense path
@@ -146,6 +146,8 @@ def _polish(vis: np.ndarray, other: np.ndarray, res: RegisterResult, runner: Opt
     res.unrefined = res.affine
     r = refine(vis, other, res.affine, runner, cfg.refine, cfg.motion, starts, ecc_results)
     res.stages["refine"] = time.perf_counter() - t
+    if r.network_seconds:  # part of "refine": its guards' network pairs (what an engine's speed changes)
+        res.stages["refine_network"] = r.network_seconds
     res.affine, res.refined, res.refine_note, res.polish = r.affine, r.accepted, r.reason, r.kept
     res.pairs_scored += r.pairs_scored
     res.seconds = time.perf_counter() - t0

@@ -22,6 +22,7 @@ wrong basin.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
@@ -46,7 +47,7 @@ class RefineConfig:
     iterations: int = 100  # ECC iterations per level
     eps: float = 1e-4  # ECC's convergence tolerance
     max_move: float = 8.0  # px: mean corner displacement ECC may apply
-    support_keypoints: int = 64  # patches the network scores under each affine of the polish guards
+    support_keypoints: int = 32  # VIS keypoints the network scores under each affine the polish guards compare
     max_score_drop: float = 0.02  # mean network score the refined affine may lose
     ecc: bool = True  # False: template matching only (the dense path's check of an independent estimate)
     template: Optional[TemplateConfig] = TemplateConfig()  # local template matching after ECC; None: ECC only
@@ -120,22 +121,77 @@ class Refinement:
     kept: Tuple[str, ...] = ()  # the polishes kept, in order: "ecc" (or "ecc-consensus"), "template"
     inliers: int = 0  # local matches that agree on the template fit (0 when it was not kept)
     ecc: Optional[np.ndarray] = None  # ECC's own result from ``a0``, kept or not (None: not run or not converged)
+    network_seconds: float = 0.0  # of the polish's time, spent scoring network pairs for its guards
 
 
-def _guard(vis: np.ndarray, other: np.ndarray, a0: np.ndarray, a1: np.ndarray, runner: Optional[Runner],
-           cfg: RefineConfig, name: str, max_move: float) -> Tuple[bool, str, int]:
-    """(keep ``a1`` instead of ``a0``, why not, pairs scored): at most ``max_move`` px and, with a runner, no lower
-    network score (within ``max_score_drop``)."""
-    h, w = vis.shape
-    move = geo.corner_error(a1, a0, w, h)
+class Support:
+    """The network's scores of one set of VIS keypoints under each affine a polish compares, kept per affine.
+
+    Why one set: the polish scores the estimate against ECC's affine, then ECC's against template matching's, then
+    (where the network refused ECC) an agreed ECC affine: with the keypoints fixed once, inside the estimate's
+    overlap, an affine scored for one guard is not scored again for the next (on the network path 64 network
+    pairs of 256 per pair were such repeats). A keypoint whose patch leaves the other image under an affine is left
+    out of every comparison that affine is in."""
+
+    def __init__(self, vis: np.ndarray, other: np.ndarray, a0: np.ndarray, runner: Runner, count: int) -> None:
+        self.vis, self.other, self.runner, self.a0, self.count = vis, other, runner, a0, count
+        self.pairs_scored = 0
+        self.seconds = 0.0  # spent scoring network pairs (benchmarks tell the network's time from the rest)
+        self._kps: Optional[np.ndarray] = None
+        self._vis_patches = np.zeros((0, PATCH_SIZE, PATCH_SIZE), np.uint8)
+        self._scored: List[Tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (affine, scores, inside)
+
+    @property
+    def kps(self) -> np.ndarray:
+        """The VIS keypoints, found on first use (a polish refused by its move limit scores nothing)."""
+        if self._kps is None:
+            self._kps = keypoints(self.vis, overlap_mask(self.vis.shape, self.other.shape, self.a0, 1), self.count)
+            self._vis_patches = patches_at(self.vis, self._kps)
+        return self._kps
+
+    def _of(self, a: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """(scores, inside) of every keypoint under ``a``, scored once per affine."""
+        for b, scores, inside in self._scored:
+            if np.array_equal(a, b):
+                return scores, inside
+        h, w = self.vis.shape
+        xy = self.kps.astype(int)
+        inside = overlap_mask(self.vis.shape, self.other.shape, a, 1)[xy[:, 1], xy[:, 0]]
+        warped = cv2.warpAffine(self.other, np.asarray(a, np.float64), (w, h),
+                                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+        pairs = np.stack([self._vis_patches, patches_at(warped, self.kps)], axis=1)
+        t = time.perf_counter()
+        scores = score_pairs(self.runner, pairs, batch_size=256, source="register")
+        self.seconds += time.perf_counter() - t
+        self.pairs_scored += len(pairs)
+        self._scored.append((np.array(a, copy=True), scores, inside))
+        return scores, inside
+
+    def means(self, affines: Sequence[np.ndarray]) -> np.ndarray:
+        """Mean score under each affine, over the keypoints inside the other image under all of them (zeros when
+        none is)."""
+        if len(self.kps) == 0:
+            return np.zeros(len(affines))
+        scored = [self._of(a) for a in affines]
+        both = np.logical_and.reduce([inside for _, inside in scored])
+        if not both.any():
+            return np.zeros(len(affines))
+        return np.array([float(scores[both].mean()) for scores, _ in scored])
+
+
+def _guard(a0: np.ndarray, a1: np.ndarray, width: int, height: int, support: Optional[Support], cfg: RefineConfig,
+           name: str, max_move: float) -> Tuple[bool, str]:
+    """(keep ``a1`` instead of ``a0``, why not): at most ``max_move`` px and, with the network's ``support``, no
+    lower network score (within ``max_score_drop``)."""
+    move = geo.corner_error(a1, a0, width, height)
     if move > max_move:
-        return False, f"{name} moved the corners {move:.1f} px (limit {max_move:g})", 0
-    if runner is None:
-        return True, "", 0
-    (s0, s1), scored = network_support(vis, other, [a0, a1], runner, cfg.support_keypoints)
-    if scored and s1 < s0 - cfg.max_score_drop:
-        return False, f"the network scores {name}'s affine lower ({s1:.3f} vs {s0:.3f})", scored
-    return True, "", scored
+        return False, f"{name} moved the corners {move:.1f} px (limit {max_move:g})"
+    if support is None or len(support.kps) == 0:
+        return True, ""
+    s0, s1 = support.means([a0, a1])
+    if s1 < s0 - cfg.max_score_drop:
+        return False, f"the network scores {name}'s affine lower ({s1:.3f} vs {s0:.3f})"
+    return True, ""
 
 
 def _ecc_from(vis: np.ndarray, other: np.ndarray, a0: np.ndarray, cfg: RefineConfig,
@@ -173,9 +229,9 @@ def _agreed(results: Sequence[np.ndarray], tol: float, width: int, height: int) 
 
 
 def _consensus(vis: np.ndarray, other: np.ndarray, a0: np.ndarray, a1: Optional[np.ndarray],
-               starts: Sequence[np.ndarray], ecc_results: Sequence[np.ndarray], runner: Runner, cfg: RefineConfig,
-               motion: str) -> Tuple[Optional[np.ndarray], str, int]:
-    """(an ECC affine that ECC from two starts agree on, or None; why not; pairs scored): within
+               starts: Sequence[np.ndarray], ecc_results: Sequence[np.ndarray], support: Support, cfg: RefineConfig,
+               motion: str) -> Tuple[Optional[np.ndarray], str]:
+    """(an ECC affine that ECC from two starts agree on, or None; why not): within
     ``consensus_max_move`` px of ``a0``, correlating the gradient maps better than ``a0`` (``consensus_min_gain``)
     and scored a match by the network."""
     h, w = vis.shape
@@ -183,17 +239,17 @@ def _consensus(vis: np.ndarray, other: np.ndarray, a0: np.ndarray, a1: Optional[
     results = [a for a in [a1, *ecc_results, *ran] if a is not None]
     best = _agreed(results, cfg.consensus_px, w, h)
     if best is None:
-        return None, f"ECC from {len(results)} starts: no two agree", 0
+        return None, f"ECC from {len(results)} starts: no two agree"
     move = geo.corner_error(best, a0, w, h)
     if move > cfg.consensus_max_move:
-        return None, f"ECC from two starts agree {move:.1f} px away (limit {cfg.consensus_max_move:g})", 0
+        return None, f"ECC from two starts agree {move:.1f} px away (limit {cfg.consensus_max_move:g})"
     r0, r1 = gradient_correlation(vis, other, [a0, best])
     if r1 <= 0 or r1 < cfg.consensus_min_gain * r0:
-        return None, f"ECC from two starts agree, but the gradient maps correlate {r1:.3f} there vs {r0:.3f}", 0
-    (score,), scored = network_support(vis, other, [best], runner, cfg.support_keypoints)
-    if not scored or score < cfg.consensus_min_score:
-        return None, f"ECC from two starts agree, but the network scores it {score:.3f}", scored
-    return best, "", scored
+        return None, f"ECC from two starts agree, but the gradient maps correlate {r1:.3f} there vs {r0:.3f}"
+    (score,) = support.means([best])
+    if len(support.kps) == 0 or score < cfg.consensus_min_score:
+        return None, f"ECC from two starts agree, but the network scores it {score:.3f}"
+    return best, ""
 
 
 def refine(vis: np.ndarray, other: np.ndarray, a0: np.ndarray, runner: Optional[Runner],
@@ -209,21 +265,20 @@ def refine(vis: np.ndarray, other: np.ndarray, a0: np.ndarray, runner: Optional[
     stand in for a refused or failed ECC (``_consensus``); ``Refinement.ecc`` is ECC's own result, for a later
     call's ``ecc_results``."""
     h, w = vis.shape
-    a, kept, notes, scored, inliers = a0, [], [], 0, 0
+    a, kept, notes, inliers = a0, [], [], 0
+    support = Support(vis, other, a0, runner, cfg.support_keypoints) if runner is not None else None
     a1 = _ecc_from(vis, other, a0, cfg, motion) if cfg.ecc else None
     ok = False
     if cfg.ecc and a1 is None:
         notes.append("ECC did not converge")
     elif a1 is not None:
-        ok, why, n = _guard(vis, other, a, a1, runner, cfg, "ECC", cfg.max_move)
-        scored += n
+        ok, why = _guard(a, a1, w, h, support, cfg, "ECC", cfg.max_move)
         if ok:
             a, kept = a1, kept + ["ecc"]
         else:
             notes.append(why)
-    if cfg.ecc and not ok and (starts or ecc_results) and runner is not None:
-        best, why, n = _consensus(vis, other, a0, a1, starts, ecc_results, runner, cfg, motion)
-        scored += n
+    if cfg.ecc and not ok and (starts or ecc_results) and support is not None:
+        best, why = _consensus(vis, other, a0, a1, starts, ecc_results, support, cfg, motion)
         if best is not None:
             a, kept = best, kept + ["ecc-consensus"]
         else:
@@ -233,11 +288,11 @@ def refine(vis: np.ndarray, other: np.ndarray, a0: np.ndarray, runner: Optional[
         if est is None:
             notes.append(f"template matching: fewer than {cfg.template.min_inliers} local matches agree")
         else:
-            ok, why, n = _guard(vis, other, a, est.affine, runner, cfg, "template matching", cfg.template_max_move)
-            scored += n
+            ok, why = _guard(a, est.affine, w, h, support, cfg, "template matching", cfg.template_max_move)
             if ok:
                 a, kept, inliers = est.affine, kept + ["template"], est.count
             else:
                 notes.append(why)
+    scored, seconds = (support.pairs_scored, support.seconds) if support is not None else (0, 0.0)
     return Refinement(a, bool(kept), "; ".join(notes), geo.corner_error(a, a0, w, h), scored, tuple(kept), inliers,
-                      a1)
+                      a1, seconds)
