@@ -3,9 +3,9 @@
 Validation pairs (`register-eval --split val`: VIS-NIR country images and RoadScene training images under random
 affines, no test pair) are cropped to the aspect of each size and resized to it (640x512 and 1280x1024 by default,
 the two sizes thermal cores and their visible partners come in) and registered with the default settings through
-one artifact. Prints one row per size: seconds per image pair, the mean seconds of each stage (the pipeline's own `stages`: the confidence check is
-the dense path's check, or its own stage after the network round), and the network pairs per image pair (what an
-engine multiplies by its pairs/s).
+one artifact. Prints one row per size: seconds per image pair, the mean seconds of each stage (the pipeline's own
+`stages`: the confidence check is the dense path's check, or its own stage after the network round), and the
+network pairs per image pair (what an engine multiplies by its pairs/s).
 
     python benchmarks/register_stages.py --model deploy/rrl.onnx --threads 2 --pairs 4
 """

@@ -16,7 +16,7 @@ from rrl_edge.data.images import read_gray, read_warp
 from rrl_edge.registration import geometry as geo
 from rrl_edge.registration.coarse import coarse_align
 from rrl_edge.registration.synthetic import synthetic_pair
-from rrl_edge.registration.visualize import warp_to_vis
+from rrl_edge.registration.geometry import warp_to_vis
 
 ROADSCENE_NAME = "FLIR_00060.jpg"
 

@@ -94,7 +94,7 @@ class _Level:
         co = (self.co[0] + center_shift[0] * self.f, self.co[1] + center_shift[1] * self.f)
         a = geo.similarity(angle, scale, self.cv, co)
         h, w = self.gv.shape
-        warped = cv2.warpAffine(self.go, a, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+        warped = geo.warp_to_vis(self.go, a, (h, w))
         (dx, dy), resp = cv2.phaseCorrelate(self.gv, warped, self.window)
         # warped(p + d) ~ vis(p): the VIS point p sits at a(p + d) in the other image
         small = geo.compose(a, geo.translation(dx, dy))

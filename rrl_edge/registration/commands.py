@@ -73,7 +73,8 @@ def cmd_register(args: argparse.Namespace) -> int:
     from rrl_edge.registration.estimate import RegistrationFailed
     from rrl_edge.registration.images import read_pair
     from rrl_edge.registration.pipeline import register_images
-    from rrl_edge.registration.visualize import checkerboard, warp_to_vis, write_png
+    from rrl_edge.registration.geometry import warp_to_vis
+    from rrl_edge.registration.visualize import checkerboard, write_png
 
     engine = args.model or shipped_checkpoint()
     guard_outputs({"vis": [args.vis], "other": [args.other], "--model": [engine]},  # before anything runs

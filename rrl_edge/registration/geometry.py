@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
-from typing import Tuple
+from typing import Sequence, Tuple
 
+import cv2
 import numpy as np
 
 
@@ -53,3 +54,9 @@ def corner_error(est: np.ndarray, gt: np.ndarray, width: int, height: int) -> fl
 def scale_affine(a: np.ndarray, f_from: float, f_to: float) -> np.ndarray:
     """The same map expressed on images resized by ``f_from`` (source) and ``f_to`` (target)."""
     return compose(np.diag([f_to, f_to, 1.0])[:2], compose(a, np.diag([1 / f_from, 1 / f_from, 1.0])[:2]))
+
+
+def warp_to_vis(other: np.ndarray, a: np.ndarray, vis_shape: Sequence[int]) -> np.ndarray:
+    """``other`` resampled on the VIS grid: output pixel p takes the other image at a(p) (bilinear; 0 outside)."""
+    h, w = vis_shape[:2]
+    return cv2.warpAffine(other, np.asarray(a, np.float64), (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)

@@ -91,13 +91,12 @@ def match(vis: np.ndarray, other: np.ndarray, a: np.ndarray, win: Window, runner
           min_score: float = 0.5, batch_size: int = 256, kps: Optional[np.ndarray] = None) -> Matches:
     """Correspondences VIS -> other near the estimate ``a`` (2x3, VIS -> other), at ``kps`` (default: the
     window's keypoints)."""
-    h, w = vis.shape
     if kps is None:
         kps = window_keypoints(vis, other.shape, a, win)
     empty = Matches(np.zeros((0, 2)), np.zeros((0, 2)), np.zeros(0), 0)
     if len(kps) == 0:
         return empty
-    warped = cv2.warpAffine(other, a, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+    warped = geo.warp_to_vis(other, a, vis.shape)
     offs = win.offsets
     n, c = len(kps), len(offs)
     pairs = np.empty((n * c, 2, PATCH_SIZE, PATCH_SIZE), np.uint8)

@@ -94,7 +94,6 @@ def network_support(vis: np.ndarray, other: np.ndarray, affines: Sequence[np.nda
                     count: int) -> Tuple[np.ndarray, int]:
     """Mean network score of VIS patches against the other image's patches at the same places, under each affine
     (the same VIS keypoints for all, inside every overlap); and how many pairs were scored."""
-    h, w = vis.shape
     mask = np.ones(vis.shape, bool)
     for a in affines:
         mask &= overlap_mask(vis.shape, other.shape, a, 1)
@@ -104,7 +103,7 @@ def network_support(vis: np.ndarray, other: np.ndarray, affines: Sequence[np.nda
     pairs = np.empty((len(affines) * len(kps), 2, PATCH_SIZE, PATCH_SIZE), np.uint8)
     vis_patches = patches_at(vis, kps)
     for i, a in enumerate(affines):
-        warped = cv2.warpAffine(other, a, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+        warped = geo.warp_to_vis(other, a, vis.shape)
         pairs[i * len(kps) : (i + 1) * len(kps), 0] = vis_patches
         pairs[i * len(kps) : (i + 1) * len(kps), 1] = patches_at(warped, kps)
     scores = score_pairs(runner, pairs, batch_size=256, source="register").reshape(len(affines), len(kps))
@@ -154,11 +153,9 @@ class Support:
         for b, scores, inside in self._scored:
             if np.array_equal(a, b):
                 return scores, inside
-        h, w = self.vis.shape
         xy = self.kps.astype(int)
         inside = overlap_mask(self.vis.shape, self.other.shape, a, 1)[xy[:, 1], xy[:, 0]]
-        warped = cv2.warpAffine(self.other, np.asarray(a, np.float64), (w, h),
-                                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+        warped = geo.warp_to_vis(self.other, a, self.vis.shape)
         pairs = np.stack([self._vis_patches, patches_at(warped, self.kps)], axis=1)
         t = time.perf_counter()
         scores = score_pairs(self.runner, pairs, batch_size=256, source="register")
@@ -186,7 +183,7 @@ def _guard(a0: np.ndarray, a1: np.ndarray, width: int, height: int, support: Opt
     move = geo.corner_error(a1, a0, width, height)
     if move > max_move:
         return False, f"{name} moved the corners {move:.1f} px (limit {max_move:g})"
-    if support is None or len(support.kps) == 0:
+    if support is None:
         return True, ""
     s0, s1 = support.means([a0, a1])
     if s1 < s0 - cfg.max_score_drop:
@@ -207,11 +204,10 @@ def _ecc_from(vis: np.ndarray, other: np.ndarray, a0: np.ndarray, cfg: RefineCon
 def gradient_correlation(vis: np.ndarray, other: np.ndarray, affines: Sequence[np.ndarray]) -> List[float]:
     """OpenCV's ECC value (zero-mean normalised correlation, ``cv2.computeECC``) of the two gradient maps over the
     overlap under each affine (VIS -> other): what ECC's finest level maximises. The maps are computed once."""
-    h, w = vis.shape
     gv, go = gradient_map(vis), gradient_map(other)
     out = []
     for a in affines:
-        warped = cv2.warpAffine(go, np.asarray(a, np.float64), (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+        warped = geo.warp_to_vis(go, a, vis.shape)
         mask = overlap_mask(vis.shape, other.shape, a, 0)
         out.append(float(cv2.computeECC(gv, warped, mask.astype(np.uint8))) if mask.sum() >= 2 else 0.0)
     return out
@@ -247,7 +243,7 @@ def _consensus(vis: np.ndarray, other: np.ndarray, a0: np.ndarray, a1: Optional[
     if r1 <= 0 or r1 < cfg.consensus_min_gain * r0:
         return None, f"ECC from two starts agree, but the gradient maps correlate {r1:.3f} there vs {r0:.3f}"
     (score,) = support.means([best])
-    if len(support.kps) == 0 or score < cfg.consensus_min_score:
+    if score < cfg.consensus_min_score:
         return None, f"ECC from two starts agree, but the network scores it {score:.3f}"
     return best, ""
 

@@ -44,10 +44,8 @@ def _vertex(v: np.ndarray) -> float:
 def template_matches(vis: np.ndarray, other: np.ndarray, a: np.ndarray,
                      cfg: TemplateConfig = TemplateConfig()) -> Tuple[np.ndarray, np.ndarray]:
     """(VIS points, other-image points) of keypoints whose gradient-map patch found a clear peak near ``a``."""
-    h, w = vis.shape
     gv = gradient_map(vis)
-    go = cv2.warpAffine(gradient_map(other), np.asarray(a, np.float64), (w, h),
-                        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+    go = geo.warp_to_vis(gradient_map(other), a, vis.shape)
     mask = overlap_mask(vis.shape, other.shape, a, cfg.radius + 1)
     src, dst = [], []
     n, r = cfg.half, cfg.radius

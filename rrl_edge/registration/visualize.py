@@ -11,12 +11,6 @@ import numpy as np
 from rrl_edge.atomic import atomic_write
 
 
-def warp_to_vis(other: np.ndarray, a: np.ndarray, vis_shape) -> np.ndarray:
-    """``other`` resampled on the VIS grid: output pixel p takes the other image at a(p)."""
-    h, w = vis_shape[:2]
-    return cv2.warpAffine(other, np.asarray(a, np.float64), (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
-
-
 def checkerboard(vis: np.ndarray, warped: np.ndarray, tiles: int = 8) -> np.ndarray:
     """VIS in grey tiles, the warped other image in green-tinted tiles (outside its coverage: VIS)."""
     h, w = vis.shape
