@@ -16,14 +16,13 @@ from __future__ import annotations
 import argparse
 import time
 from dataclasses import replace
-from itertools import islice
 from pathlib import Path
 
 import numpy as np
 
 from rrl_edge.data.build import default_data_root
 from rrl_edge.registration import NETWORK_KEYPOINTS
-from rrl_edge.registration.evaluation import eval_pairs
+from rrl_edge.registration.evaluation import timing_pairs
 from rrl_edge.registration.pipeline import RegisterConfig, register_images
 from rrl_edge.runtime.registry import open_runner
 
@@ -37,9 +36,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--dense-first", action="store_true", help="time the default pipeline (dense path first)")
     args = ap.parse_args()
-    # validation pairs (register-eval --split val), not the test pairs the results are reported on
-    pairs = [(p.vis, p.other) for name in ("vis-nir", "roadscene")
-             for p in islice(eval_pairs(default_data_root() / name, args.pairs, 0, "val"), args.pairs)]
+    pairs = timing_pairs(default_data_root(), args.pairs)
     base = RegisterConfig()
     cfg = replace(base, window=replace(base.window, keypoints=args.keypoints), dense_first=args.dense_first)
     rows = []

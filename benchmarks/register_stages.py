@@ -16,7 +16,6 @@ import argparse
 import sys
 import tempfile
 import time
-from itertools import islice
 from pathlib import Path
 from typing import Dict, List
 
@@ -27,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from rrl_edge.errors import RRLEdgeError  # noqa: E402
-from rrl_edge.registration.evaluation import eval_pairs  # noqa: E402
+from rrl_edge.registration.evaluation import timing_pairs  # noqa: E402
 from rrl_edge.registration.pipeline import RegisterConfig, register_images  # noqa: E402
 from rrl_edge.runtime.registry import open_runner, runner_options  # noqa: E402
 
@@ -65,8 +64,7 @@ def main() -> int:
 
             model = str(Path(tmp) / "rrl.onnx")
             export_onnx(load_model(shipped_checkpoint())[0], Path(model))
-        pairs = [(p.vis, p.other) for name in ("vis-nir", "roadscene")
-                 for p in islice(eval_pairs(Path(args.data) / name, args.pairs, 0, "val"), args.pairs)]
+        pairs = timing_pairs(Path(args.data), args.pairs)
         rows = []
         with open_runner(model, "auto", **runner_options(model, "auto", threads=args.threads)) as runner:
             for size in (_size(s) for s in args.sizes.split(",")):

@@ -35,7 +35,9 @@ def load_sets(
     build_dir = ensure_dataset(data, config, progress=progress)
     sets = load_split(build_dir, split)
     if not sets:
-        raise DataError(f"{data}: the {split!r} split has no patches (build in {build_dir})")
+        why = " (--test-fraction 1 puts every pair in the test split)" if (
+            split != "test" and config.roadscene_test_fraction >= 1.0) else ""
+        raise DataError(f"{data}: the {split!r} split has no patches{why} (build in {build_dir})")
     protocol = read_manifest(build_dir).get("protocol", {}).get(split)
     return sets, {"source": str(data.resolve()), "layout": layout, "build_dir": str(build_dir), "protocol": protocol}
 

@@ -64,6 +64,21 @@ def test_pairs_folder_build(data_root: Path, tmp_path: Path, cache: Path, capsys
 
 
 
+def test_pairs_folder_all_test(data_root: Path, tmp_path: Path) -> None:
+    """--test-fraction 1: every pair of a folder is test (a folder only scored), so one pair is enough."""
+    d = _pairs_folder(data_root, tmp_path)
+    settings = PatchConfig(roadscene_test_fraction=1.0).split_settings()
+    assert [s for _, s in LAYOUTS["pairs"].plan(d, settings)] == ["test"] * len(COUNTRY)
+    for i in (1, 2):
+        for sub in ("vis", "other"):
+            (d / sub / f"frame{i}.png").unlink()
+    assert [s for _, s in LAYOUTS["pairs"].plan(d, settings)] == ["test"]
+    with pytest.raises(DataError, match="need at least 3"):
+        LAYOUTS["pairs"].plan(d, PatchConfig().split_settings())
+    with pytest.raises(DataError, match=r"must be in \(0, 1\]"):
+        PatchConfig(roadscene_test_fraction=1.5).check()
+
+
 @pytest.mark.slow  # scoring with the shipped model: ~30 s on 2 busy cores
 def test_pairs_folder_eval_and_run(data_root: Path, tmp_path: Path, cache: Path, capsys) -> None:
     d = _pairs_folder(data_root, tmp_path)
@@ -79,6 +94,14 @@ def test_pairs_folder_eval_and_run(data_root: Path, tmp_path: Path, cache: Path,
     assert r["mean_fpr95"] < 20  # the shipped joint model on a crop of country pairs (a new camera's stand-in)
     assert main(["eval", *args, "--negatives", "near", "--json", str(report)]) == 0
     assert json.loads(report.read_text())["protocol"]["negatives"] == "near"
+    assert main(["eval", *args, "--test-fraction", "1", "--json", str(report)]) == 0  # every pair of the folder
+    every = json.loads(report.read_text())["categories"]["pairs"]["pairs"]
+    assert every > 2 * n and every % 2 == 0
+    capsys.readouterr()
+    assert main(["train", "--data", str(d), "--test-fraction", "1", "--max-steps", "1", "--out-dir",
+                 str(tmp_path / "t"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "'train' split has no patches" in err and "--test-fraction 1" in err and not (tmp_path / "t").exists()
 
     scores = tmp_path / "s.npy"
     capsys.readouterr()

@@ -497,7 +497,7 @@ def test_the_validation_split_holds_no_test_pair(tmp_path, capsys, data_root):
     pair, and together with the test pairs they are every warped pair. One pair end to end (coarse stage, to stay fast)."""
     from rrl_edge.data.images import VISNIR_CATEGORIES, list_visnir_category
     from rrl_edge.registration.evaluation import (HELD_OUT_ONE_IN, _held_out, _warped, count_pairs, eval_pairs,
-                                                  roadscene_split)
+                                                  roadscene_split, timing_pairs)
 
     road = data_root / "roadscene"
     val = {p.pair_id for p in roadscene_split(road, "val")}
@@ -506,6 +506,9 @@ def test_the_validation_split_holds_no_test_pair(tmp_path, capsys, data_root):
     vn = data_root / "vis-nir"
     first = next(eval_pairs(vn, 1, 0, "val"))
     assert first.category == "country" and first.unmoved is not None
+    timed = timing_pairs(data_root, 1)  # the speed benchmarks' pairs: the first validation pair of each dataset
+    assert len(timed) == 2 and np.array_equal(timed[0][0], first.vis) and np.array_equal(timed[0][1], first.other)
+    assert np.array_equal(timed[1][1], next(eval_pairs(road, 1, 0, "val")).other)
 
     def warped(split):  # (category, pair id) without reading the images
         return {(c, p.pair_id) for c, pairs in _warped(vn, split) for p in pairs}

@@ -63,7 +63,9 @@ class PatchConfig:
     train_negatives: str = proto.DEFAULT_TRAIN_NEGATIVES
     detector: str = "sift"  # "sift" or "fast"
     val_images: int = 6  # VIS-NIR: country images held out (whole images) for validation
-    roadscene_test_fraction: float = 0.2  # RoadScene fixed split by image
+    # share of the images of a folder split by image (RoadScene, your own pairs) in the test split; 1.0: every
+    # pair is test (scoring a folder the model will not be trained on)
+    roadscene_test_fraction: float = 0.2
     seed: int = 0
     train_images: Optional[int] = None  # use only this many training images (a seeded draw): fine-tuning curves
 
@@ -93,8 +95,8 @@ class PatchConfig:
             raise DataError(f"PatchConfig.val_images={self.val_images}: need at least one validation image")
         if self.train_images is not None and self.train_images < 1:
             raise DataError(f"PatchConfig.train_images={self.train_images}: need at least one training image")
-        if not 0.0 < self.roadscene_test_fraction < 1.0:
-            raise DataError(f"PatchConfig.roadscene_test_fraction={self.roadscene_test_fraction}: must be in (0, 1)")
+        if not 0.0 < self.roadscene_test_fraction <= 1.0:
+            raise DataError(f"PatchConfig.roadscene_test_fraction={self.roadscene_test_fraction}: must be in (0, 1]")
 
     def split_settings(self) -> SplitSettings:
         return SplitSettings(self.seed, self.val_images, self.roadscene_test_fraction)

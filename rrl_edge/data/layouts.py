@@ -79,14 +79,19 @@ def list_named_pairs(folder: Path, vis_sub: str, other_sub: str, category: str) 
 
 
 def _split_by_image(d: Path, pairs: List[ImagePair], s: SplitSettings) -> Plan:
-    """The fixed seeded split by image (first test_fraction test, ~VAL_FRACTION of the rest val)."""
+    """The fixed seeded split by image (first test_fraction test, ~VAL_FRACTION of the rest val); a test_fraction
+    of 1 makes every pair test (a folder only scored, never trained on)."""
     n = len(pairs)
-    if n < 3:
-        raise DataError(f"{d}: {n} image pairs, need at least 3 for train/val/test")
+    everything = s.test_fraction >= 1.0
+    if n < (1 if everything else 3):
+        raise DataError(f"{d}: {n} image pairs, need at least 3 for train/val/test" if not everything
+                        else f"{d}: no image pairs")
     ids = [p.pair_id for p in pairs]
     if len(set(ids)) != n:
         dup = next(i for i in ids if ids.count(i) > 1)
         raise DataError(f"{d}: two images share the name {dup!r} (different extensions); rename one")
+    if everything:
+        return [(p, "test") for p in pairs]
     order = np.random.default_rng(s.seed).permutation(n)
     n_test = min(max(1, round(s.test_fraction * n)), n - 2)
     n_val = min(max(1, round(VAL_FRACTION * (n - n_test))), n - n_test - 1)

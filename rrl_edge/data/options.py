@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 from typing import Any, Optional
 
-from rrl_edge.argtypes import positive_int
+from rrl_edge.argtypes import positive_int, unit_fraction
 
 PATCH_CUTTING = "patch cutting (image-pair folders)"  # the --help group train and eval show these flags in
 
@@ -36,6 +36,9 @@ def add_patch_options(p: Any) -> None:
     p.add_argument("--train-keypoints", type=positive_int, default=None, help="positive pairs per training image")
     p.add_argument("--eval-keypoints", type=positive_int, default=None, help="positive pairs per val/test image")
     p.add_argument("--val-images", type=positive_int, default=None, help="VIS-NIR country images held out for validation")
+    p.add_argument("--test-fraction", type=unit_fraction, default=None,
+                   help="share of a RoadScene or own-pairs folder's images in the test split (default 0.2; 1: every "
+                        "pair, to score a folder you will not train on)")
     p.add_argument("--train-images", type=positive_int, default=None,
                    help="cut only this many training images (a seeded draw; e.g. a fine-tuning curve)")
     p.add_argument("--detector", choices=("sift", "fast"), default=None, help="keypoint detector on the VIS image (default sift)")
@@ -52,6 +55,8 @@ def patch_config(args: argparse.Namespace):  # -> PatchConfig
         overrides["eval_keypoints_per_image"] = args.eval_keypoints
     if args.val_images:
         overrides["val_images"] = args.val_images
+    if getattr(args, "test_fraction", None):
+        overrides["roadscene_test_fraction"] = args.test_fraction
     if getattr(args, "train_images", None):
         overrides["train_images"] = args.train_images
     if args.detector:

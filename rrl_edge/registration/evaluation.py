@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple
 
@@ -119,6 +120,13 @@ def eval_pairs(data: Path, limit: Optional[int], seed: int = 0, split: str = "te
     for cat, pairs in _warped(root, split):
         for p in pairs[:limit]:
             yield EvalPair(cat, p.pair_id, read_gray(p.vis_path), read_gray(p.other_path), read_warp(p.warp_path))
+
+
+def timing_pairs(data_root: Path, per_dataset: int) -> List[Tuple[np.ndarray, np.ndarray]]:
+    """(VIS, other) of the first ``per_dataset`` validation pairs of VIS-NIR and of RoadScene under ``data_root``:
+    what the speed benchmarks time (validation pairs, never the test pairs results are reported on)."""
+    return [(p.vis, p.other) for name in ("vis-nir", "roadscene")
+            for p in islice(eval_pairs(data_root / name, per_dataset, 0, "val"), per_dataset)]
 
 
 def count_pairs(data: Path, limit: Optional[int], split: str = "test") -> int:

@@ -45,7 +45,7 @@ class RefineConfig:
 
     levels: Tuple[Tuple[float, int], ...] = ((0.25, 5), (0.5, 5), (1.0, 5), (1.0, 1))  # ECC's (scale, smoothing)
     iterations: int = 100  # ECC iterations per level
-    eps: float = 1e-4  # ECC's convergence tolerance
+    eps: float = 1e-3  # ECC's convergence tolerance: the change of its correlation coefficient between iterations
     max_move: float = 8.0  # px: mean corner displacement ECC may apply
     support_keypoints: int = 32  # VIS keypoints the network scores under each affine the polish guards compare
     max_score_drop: float = 0.02  # mean network score the refined affine may lose
