@@ -37,13 +37,16 @@ def _setting(text: str) -> Tuple[str, CoarseConfig]:
     if text == "default":
         return text, CoarseConfig()
     if "=" in text:
-        fields = {f.name: f.type for f in dataclasses.fields(CoarseConfig)}
+        fields = [f.name for f in dataclasses.fields(CoarseConfig)]
         changes = {}
         for item in text.split("+"):
-            key, value = item.split("=")
+            key, _, value = item.partition("=")
             if key not in fields:
                 raise SystemExit(f"coarse_search: no CoarseConfig field {key!r} (fields: {', '.join(fields)})")
-            changes[key] = ast.literal_eval(value)
+            try:
+                changes[key] = ast.literal_eval(value)
+            except (ValueError, SyntaxError):
+                raise SystemExit(f"coarse_search: {item!r}: the value is not a Python literal") from None
         return text, dataclasses.replace(CoarseConfig(), **changes)
     side, keep = (int(v) for v in text.split(":"))
     cfg = dataclasses.replace(CoarseConfig(), small_side=side, keep=keep, small_image_side=side, small_image_keep=keep)
