@@ -83,9 +83,9 @@ def _split_by_image(d: Path, pairs: List[ImagePair], s: SplitSettings) -> Plan:
     of 1 makes every pair test (a folder only scored, never trained on)."""
     n = len(pairs)
     everything = s.test_fraction >= 1.0
-    if n < (1 if everything else 3):
-        raise DataError(f"{d}: {n} image pairs, need at least 3 for train/val/test" if not everything
-                        else f"{d}: no image pairs")
+    need, for_what = (1, "to score") if everything else (3, "for train/val/test")
+    if n < need:
+        raise DataError(f"{d}: {n} image pairs, need at least {need} {for_what}")
     ids = [p.pair_id for p in pairs]
     if len(set(ids)) != n:
         dup = next(i for i in ids if ids.count(i) > 1)

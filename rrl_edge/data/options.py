@@ -55,7 +55,7 @@ def patch_config(args: argparse.Namespace):  # -> PatchConfig
         overrides["eval_keypoints_per_image"] = args.eval_keypoints
     if args.val_images:
         overrides["val_images"] = args.val_images
-    if getattr(args, "test_fraction", None):
+    if args.test_fraction:
         overrides["roadscene_test_fraction"] = args.test_fraction
     if getattr(args, "train_images", None):
         overrides["train_images"] = args.train_images
