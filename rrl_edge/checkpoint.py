@@ -30,8 +30,9 @@ SHIPPED = {"vis-nir": SHIPPED_DIR / "rrlnet_visnir.pt", "roadscene": SHIPPED_DIR
            "joint": SHIPPED_DIR / "rrlnet_joint.pt",
            # the family's width 0.5 (docs/training.md, "The model family"): better on VIS-NIR, as good on VIS-LWIR, 2.6x slower
            "joint-w050": SHIPPED_DIR / "rrlnet_joint_w050.pt",
-           # joint fine-tuned 600 steps with random non-monotone intensity curves (train --modality remap): the one
-           # randomization that helped leave-one-dataset-out in both directions (docs/generalization.md)
+           # joint fine-tuned 2,400 steps with random non-monotone intensity curves (train --modality remap): the one
+           # randomization that helped leave-one-dataset-out in both directions; not the default, it registers the
+           # project's own pairs slightly worse (docs/generalization.md)
            "joint-remap": SHIPPED_DIR / "rrlnet_joint_remap.pt"}
 
 PathLike = Union[str, os.PathLike]
