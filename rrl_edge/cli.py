@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 from pathlib import Path
 from typing import NoReturn, Optional, Sequence
 
 from rrl_edge.data import commands as data_commands
+from rrl_edge import interrupts
 from rrl_edge.errors import RRLEdgeError, Terminated
 from rrl_edge.export import commands as export_commands
 from rrl_edge.registration import commands as registration_commands
@@ -113,10 +113,6 @@ def _one_line(exc: BaseException, args: argparse.Namespace) -> str:
     return f"{_subject(args)}: {type(exc).__name__}: {text[:500]}"
 
 
-def _raise_terminated(signum: int, frame: object) -> None:
-    raise Terminated(f"terminated by signal {signum}")
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run one command. Whatever escapes it becomes one line on stderr and an exit code: 2 for an error, 130
     for Ctrl-C, 143 for SIGTERM (raised as an exception, so temp files and staging folders are removed on the
@@ -128,13 +124,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               "cd into an existing folder and run again", file=sys.stderr)
         return 2
     args = build_parser().parse_args(argv)
-    previous = None
     try:
-        previous = signal.signal(signal.SIGTERM, _raise_terminated)
-    except ValueError:  # not the main thread (a test calling main in a thread): no handler
-        pass
-    try:
-        return int(args.func(args))
+        with interrupts.handled():
+            return int(args.func(args))
     except Terminated:
         print(f"rrl-edge {args.command}: terminated (SIGTERM); temporary files removed", file=sys.stderr)
         return 143
@@ -146,10 +138,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise
         print(f"rrl-edge {args.command}: error: {_one_line(exc, args)}", file=sys.stderr)
         return 2
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-
 
 INTERRUPTED = (130, 143)  # main()'s codes for Ctrl-C and SIGTERM
 

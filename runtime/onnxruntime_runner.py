@@ -10,6 +10,7 @@ import numpy as np
 
 from rrl_edge.contracts import BATCH_DIM, INPUT_NAMES, INPUT_SHAPE
 from rrl_edge.errors import InputError
+from rrl_edge.interrupts import raise_if_requested
 from rrl_edge.runtime.runner import Runner
 
 if TYPE_CHECKING:
@@ -143,7 +144,7 @@ def run_interruptible(session: Any, feeds: Dict[str, np.ndarray]) -> List[Any]:
     threading.Thread(target=work, name="onnxruntime-run", daemon=True).start()
     try:
         while not done.wait(0.5):
-            pass
+            raise_if_requested()
     except BaseException:
         options.terminate = True
         done.wait(10)

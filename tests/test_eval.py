@@ -61,6 +61,7 @@ def test_scores_do_not_depend_on_batch_size(shipped, visnir_test):
     np.testing.assert_allclose(score_with(shipped, patches, 7), score_with(shipped, patches, 256), atol=1e-5)
 
 
+@pytest.mark.slow  # 15-40 s on 2 cores; .ci/run runs it
 def test_eval_cli_table_and_json(tmp_path, data_root, visnir_build):
     out = tmp_path / "eval.json"
     roc = tmp_path / "roc.png"

@@ -582,6 +582,29 @@ def test_signals_end_in_one_line(tmp_path: Path, sig: int, code: int, word: str)
     assert not _temps(tmp_path)
 
 
+
+@pytest.mark.parametrize("sig, exc", [(signal.SIGTERM, "Terminated"), (signal.SIGINT, "KeyboardInterrupt")])
+def test_a_stop_swallowed_by_a_finalizer_is_raised_again(sig: int, exc: str, capsys: pytest.CaptureFixture) -> None:
+    """The handler's exception can land inside a finalizer (importlib's module-lock callback during a lazy import
+    did, mid-training), where Python drops it: the run must still stop at its next step, without a traceback."""
+    from rrl_edge import interrupts
+
+    class StopsInFinalizer:
+        def __del__(self) -> None:
+            os.kill(os.getpid(), sig)
+            for _ in range(1000):  # bytecodes for the handler to run between: it raises here, and is dropped
+                pass
+
+    with pytest.raises(KeyboardInterrupt) as raised:
+        with interrupts.handled():
+            StopsInFinalizer()  # freed at once: __del__ runs, its exception is swallowed
+            survived = True  # without the remembered request, the run would go on from here
+            interrupts.raise_if_requested()
+    assert survived and type(raised.value).__name__ == exc
+    assert "Exception ignored" not in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGTERM) is not interrupts._handle  # handlers restored after the block
+    interrupts.raise_if_requested()  # and nothing is left pending for the next command
+
 # ---- outputs that must be written into, not replaced (the atomic writer every command uses) ----
 
 def test_a_device_output_stays_a_device(tmp_path):

@@ -56,6 +56,7 @@ def int8_models(default_onnx: Path, calibration, tmp_path_factory: pytest.TempPa
     return out
 
 
+@pytest.mark.slow  # 15-40 s on 2 cores; .ci/run runs it
 def test_export_int8_passes_and_every_layer_int8_fails(default_checkpoint, int8_models, proof_data, tmp_path, capsys):
     good, broken = int8_models / "export-int8.onnx", int8_models / "every-layer-int8.onnx"
     report_path = tmp_path / "parity.json"

@@ -16,6 +16,7 @@ def _separation_of(model_name: str, ps):
     return separation(ps.labels, score_with(model, ps.patches))
 
 
+@pytest.mark.slow  # 15-40 s on 2 cores; .ci/run runs it
 def test_a_known_camera_pair_is_told_to_deploy(visnir_test):
     sep = _separation_of("vis-nir", visnir_test["urban"])  # the VIS-NIR model on VIS-NIR street scenes
     assert sep.fpr95 <= DEPLOY_FPR95 and "deploy it as it is" in sep.verdict
@@ -28,6 +29,7 @@ def test_a_pair_the_model_cannot_separate_is_told_to_fine_tune(visnir_test):
     assert "rrl-edge train --data" in sep.verdict
 
 
+@pytest.mark.slow  # 15-40 s on 2 cores; .ci/run runs it
 def test_the_summary_agrees_with_the_scores_it_summarizes(visnir_test):
     ps = visnir_test["water"]
     scores = score_with(load_model(shipped_checkpoint("joint"))[0], ps.patches)

@@ -111,6 +111,7 @@ def test_ddp_on_two_cpu_processes(tmp_path, country):
     assert last["pairs_seen"] == 4 * 16 * 2  # two processes, each its own shard of every step
 
 
+@pytest.mark.slow  # 15-40 s on 2 cores; .ci/run runs it
 def test_a_joint_run_is_chosen_on_the_mean_of_each_sources_fpr95(tmp_path, country, data_root):
     """Two validation sets (VIS-NIR country and RoadScene): each is scored on its own and the run keeps the mean,
     so the larger set cannot decide alone which checkpoint is best."""
@@ -167,6 +168,7 @@ def test_hard_negative_mining_keeps_every_positive_and_the_most_confused_negativ
     assert mined > all_main  # easy negatives dropped: the average is over harder pairs
 
 
+@pytest.mark.slow  # 15-40 s on 2 cores; .ci/run runs it
 def test_training_with_hard_negatives_lowers_the_loss(tmp_path, country):
     state = train(TrainConfig(out_dir=str(tmp_path), max_steps=40, eval_every=20, hard_negatives=0.5, **TINY), *country)
     assert state.history[1]["train_loss"] < state.history[0]["train_loss"]

@@ -28,6 +28,7 @@ from rrl_edge.atomic import save_figure, write_json
 from rrl_edge.checkpoint import load_train_model, read_checkpoint, save_checkpoint, shipped_for_layout
 from rrl_edge.data.patchfile import PatchSet
 from rrl_edge.errors import CheckpointError, DataError
+from rrl_edge.interrupts import raise_if_requested
 from rrl_edge.runtime.registry import score_with
 from rrl_edge.runtime.torch_runner import check_torch_device
 from rrl_edge.fpr95_table import DIGITS, FPR95Table
@@ -323,6 +324,7 @@ def _train(cfg: TrainConfig, train_set: PatchSet, val_sets: Dict[str, PatchSet],
     batches = loader.iterate(start=(state.epoch, state.batch_in_epoch))
     try:
         while state.step < total_steps:
+            raise_if_requested()
             batch = next(batches)
             vis, other, labels = (t.to(ctx.device, non_blocking=True) for t in (batch.vis, batch.other, batch.labels))
             time_fraction = (time.monotonic() - started) / (cfg.max_minutes * 60) if cfg.max_minutes else 0.0
