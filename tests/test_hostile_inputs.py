@@ -803,6 +803,30 @@ def test_sigterm_stops_a_long_onnxruntime_call(tmp_path: Path) -> None:
     assert [line for line in err.splitlines() if line.strip()] == [line for line in err.splitlines() if "terminated" in line]
 
 
+
+def test_a_stopped_onnxruntime_call_ends_its_worker(tmp_path: Path) -> None:
+    """The stop reaches ONNX Runtime itself: its terminate flag ends the endless run on the worker thread, which the
+    command line's quick exit would otherwise hide (a library caller's process would keep a core busy for ever)."""
+    import threading
+
+    import onnxruntime as ort
+
+    from rrl_edge import interrupts
+    from rrl_edge.errors import Terminated
+    from rrl_edge.runtime.onnxruntime_runner import run_interruptible
+
+    session = ort.InferenceSession(str(_endless_onnx(tmp_path / "endless.onnx")), providers=["CPUExecutionProvider"])
+    feeds = {name: np.zeros((1, 1, 64, 64), np.float32) for name in ("vis", "other")}
+    timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGTERM))
+    with pytest.raises(Terminated):
+        with interrupts.handled():
+            timer.start()
+            run_interruptible(session, feeds)
+    deadline = time.monotonic() + 60
+    while any(t.name == "onnxruntime-run" for t in threading.enumerate()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(t.name == "onnxruntime-run" for t in threading.enumerate()), "the ONNX Runtime run went on"
+
 def test_onnxruntime_failures_print_no_log_lines(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """A model that fails inside ONNX Runtime: the one line only, none of its coloured log lines before it."""
     import onnx
