@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 from typing import NoReturn, Optional, Sequence
 
-from rrl_edge.data import commands as data_commands
 from rrl_edge import interrupts
+from rrl_edge.data import commands as data_commands
 from rrl_edge.errors import RRLEdgeError, Terminated
 from rrl_edge.export import commands as export_commands
 from rrl_edge.registration import commands as registration_commands

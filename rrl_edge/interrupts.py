@@ -21,7 +21,7 @@ from rrl_edge.errors import Terminated
 _requested: Optional[int] = None  # the signal number of a stop asked for inside handled(), else None
 
 
-def stop_exception(signum: int) -> KeyboardInterrupt:
+def _stop_exception(signum: int) -> KeyboardInterrupt:
     """Terminated for SIGTERM, KeyboardInterrupt for Ctrl-C: the command line maps them to 143 and 130."""
     if signum == signal.SIGTERM:
         return Terminated(f"terminated by signal {signum}")
@@ -31,7 +31,7 @@ def stop_exception(signum: int) -> KeyboardInterrupt:
 def _handle(signum: int, frame: Optional[FrameType]) -> None:
     global _requested
     _requested = signum
-    raise stop_exception(signum)
+    raise _stop_exception(signum)
 
 
 @contextlib.contextmanager
@@ -65,4 +65,4 @@ def handled() -> Iterator[None]:
 def raise_if_requested() -> None:
     """Raise the stop a handler already raised once, in case library code swallowed that first exception."""
     if _requested is not None:
-        raise stop_exception(_requested)
+        raise _stop_exception(_requested)

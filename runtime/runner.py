@@ -76,7 +76,6 @@ class Runner(abc.ABC):
     def infer_batches(self, batches: Iterable[Batch]) -> Iterator[np.ndarray]:
         """Scores of each batch in order. Backends that can overlap copies and compute override this."""
         for vis, other in batches:
-            raise_if_requested()
             yield self.infer(vis, other)
 
     def describe(self) -> Dict[str, str]:
@@ -107,7 +106,7 @@ def score_pairs(
     batches = (split_pair_batch(pairs[s : s + step]) for s in progress(starts, desc or runner.backend, show_progress))
     scores = np.empty(len(pairs), dtype=np.float32)
     for start, out in zip(starts, runner.infer_batches(batches)):
-        raise_if_requested()  # the TensorRT runner's own infer_batches does not ask
+        raise_if_requested()  # once per batch, for every backend (each infer_batches is consumed only here)
         n = min(step, len(pairs) - start)
         out = np.asarray(out, dtype=np.float32).reshape(-1)
         if out.shape[0] != n:

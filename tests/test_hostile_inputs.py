@@ -582,7 +582,6 @@ def test_signals_end_in_one_line(tmp_path: Path, sig: int, code: int, word: str)
     assert not _temps(tmp_path)
 
 
-
 @pytest.mark.parametrize("sig, exc", [(signal.SIGTERM, "Terminated"), (signal.SIGINT, "KeyboardInterrupt")])
 def test_a_stop_swallowed_by_a_finalizer_is_raised_again(sig: int, exc: str, capsys: pytest.CaptureFixture) -> None:
     """The handler's exception can land inside a finalizer (importlib's module-lock callback during a lazy import
@@ -604,6 +603,7 @@ def test_a_stop_swallowed_by_a_finalizer_is_raised_again(sig: int, exc: str, cap
     assert "Exception ignored" not in capsys.readouterr().err
     assert signal.getsignal(signal.SIGTERM) is not interrupts._handle  # handlers restored after the block
     interrupts.raise_if_requested()  # and nothing is left pending for the next command
+
 
 # ---- outputs that must be written into, not replaced (the atomic writer every command uses) ----
 
@@ -803,7 +803,6 @@ def test_sigterm_stops_a_long_onnxruntime_call(tmp_path: Path) -> None:
     assert [line for line in err.splitlines() if line.strip()] == [line for line in err.splitlines() if "terminated" in line]
 
 
-
 def test_a_stopped_onnxruntime_call_ends_its_worker(tmp_path: Path) -> None:
     """The stop reaches ONNX Runtime itself: its terminate flag ends the endless run on the worker thread, which the
     command line's quick exit would otherwise hide (a library caller's process would keep a core busy for ever)."""
@@ -826,6 +825,7 @@ def test_a_stopped_onnxruntime_call_ends_its_worker(tmp_path: Path) -> None:
     while any(t.name == "onnxruntime-run" for t in threading.enumerate()) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(t.name == "onnxruntime-run" for t in threading.enumerate()), "the ONNX Runtime run went on"
+
 
 def test_onnxruntime_failures_print_no_log_lines(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """A model that fails inside ONNX Runtime: the one line only, none of its coloured log lines before it."""
