@@ -15,13 +15,15 @@ import pytest
 from rrl_edge.argtypes import EXPERIMENTS, GROUPS, defaults_of
 from rrl_edge.cli import build_parser
 
-MAIN_COMMANDS = ("train", "eval", "export", "build", "device-check", "run", "parity", "bench", "register")
+MAIN_COMMANDS = ("train", "eval", "export", "build", "device-check", "run", "parity", "bench", "register",
+                 "register-folder")
 # the least each command needs to parse (its required flags and positionals)
 REQUIRED = {
     "train": [], "eval": [], "qat": ["--model", "m.pt", "--int8", "rrl.int8.onnx", "--out", "q.pt"],
     "export": ["--out-dir", "deploy"], "build": ["--model", "rrl.onnx"], "device-check": ["--deploy", "d", "--json", "r.json"],
     "run": ["--model", "rrl.plan", "--data", "p.npy"], "parity": ["--reference", "m.pt", "--candidate", "rrl.onnx"],
     "bench": ["rrl.onnx"], "register": ["vis.png", "nir.png"], "register-eval": [],
+    "register-folder": ["pairs", "--out-dir", "registered"],
     "data build": [], "data synth": ["--from", "imgs", "--out-dir", "synth"], "model-info": [],
 }
 # Names that mean the same thing: the first is the documented one, the others may only be hidden aliases.

@@ -43,6 +43,24 @@ def test_training_lowers_the_loss_and_writes_its_files(tmp_path, country):
     assert meta["train_pairs"] == 1024
 
 
+def test_equal_validation_fpr95s_are_told_apart_by_the_log_loss(tmp_path, country):
+    """A few validation pairs of a new camera read FPR95 0.00 at every step; best.pt is then the step with the
+    lowest validation log loss, not the first (the least trained). The shipped model on 64 country pairs it
+    separates perfectly, fine-tuned a few steps: every FPR95 ties, the log losses differ."""
+    from rrl_edge.checkpoint import shipped_checkpoint
+
+    val = subset(country[1], 64, seed=1)
+    cfg = dict(TINY, width=0.25, lr=1e-4)
+    state = train(TrainConfig(out_dir=str(tmp_path), max_steps=8, eval_every=2, init_from=str(shipped_checkpoint()),
+                              **cfg), country[0], val)
+    fpr95s = [h["val_fpr95"] for h in state.history]
+    losses = [h["val_log_loss"] for h in state.history]
+    assert fpr95s == [0.0] * 4 and len(set(losses)) == 4
+    _, meta = load_model(tmp_path / "best.pt")
+    assert meta["step"] == state.history[int(np.argmin(losses))]["step"]
+    assert meta["val_log_loss"] == min(losses) == state.best_val_log_loss
+
+
 def test_resume_continues_exactly(tmp_path, country):
     straight = train(TrainConfig(out_dir=str(tmp_path / "a"), max_steps=6, eval_every=3, **TINY), *country)
     train(TrainConfig(out_dir=str(tmp_path / "b"), max_steps=3, eval_every=3, **TINY), *country)

@@ -9,7 +9,9 @@ pairs with their split, ``shipped`` names the packaged model for it (the joint V
   country (``val_images`` of them held out: ``plan`` gives them split None, and the builder takes the first
   ones that pass the alignment check as val), test on the other eight.
 - ``roadscene``: ``visible/NAME`` + ``infrared/NAME`` (VIS-LWIR).
-- ``pairs``: bring your own camera pair: ``vis/NAME`` + ``other/NAME`` (any second spectrum).
+- ``pairs``: bring your own camera pair: ``vis/NAME`` + ``other/NAME`` (any second spectrum), pixel-aligned, or
+  with ``warp/STEM.npy`` for every pair (the 2x3 affine VIS pixel -> other pixel, VIS-NIR's convention; what
+  ``rrl-edge register-folder`` writes for pairs from two unaligned cameras).
   RoadScene and pairs folders get a fixed split by image: a seeded permutation of the sorted names, the
   first ``test_fraction`` test, ~10 % of the rest val, the remainder train.
 """
@@ -17,7 +19,7 @@ pairs with their split, ``shipped`` names the packaged model for it (the joint V
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -30,6 +32,7 @@ from rrl_edge.paths import special_file_kind
 VISNIR_TRAIN_CATEGORY = "country"
 VAL_FRACTION = 0.1  # of the non-test images of a folder split by image
 PAIRS_VIS_DIR, PAIRS_OTHER_DIR, PAIRS_CATEGORY = "vis", "other", "pairs"
+PAIRS_WARP_DIR = "warp"  # optional: one 2x3 affine per pair, for pairs that are registered but not pixel-aligned
 
 Plan = List[Tuple[ImagePair, Optional[str]]]  # (pair, split); None: VIS-NIR country, val or train
 
@@ -78,6 +81,22 @@ def list_named_pairs(folder: Path, vis_sub: str, other_sub: str, category: str) 
     return [ImagePair(category, os.path.splitext(n)[0], vis_dir / n, other_dir / n) for n in vis_names]
 
 
+def with_warps(folder: Path, pairs: List[ImagePair]) -> List[ImagePair]:
+    """The pairs with ``folder/warp/STEM.npy`` attached when that folder exists; then every pair needs one, since
+    an unwarped pair among warped ones would give misaligned positives (as in VIS-NIR's warped categories)."""
+    warp_dir = folder / PAIRS_WARP_DIR
+    if not warp_dir.is_dir():
+        return pairs
+    out = []
+    for p in pairs:
+        w = warp_dir / f"{p.pair_id}.npy"
+        if not w.is_file():
+            raise DataError(f"{w}: warp matrix missing ({p.vis_path.name} has none; with a {PAIRS_WARP_DIR}/ folder "
+                            "every pair needs one)")
+        out.append(replace(p, warp_path=w))
+    return out
+
+
 def _split_by_image(d: Path, pairs: List[ImagePair], s: SplitSettings) -> Plan:
     """The fixed seeded split by image (first test_fraction test, ~VAL_FRACTION of the rest val); a test_fraction
     of 1 makes every pair test (a folder only scored, never trained on)."""
@@ -124,7 +143,7 @@ def _plan_roadscene(d: Path, s: SplitSettings) -> Plan:
 
 
 def _plan_pairs(d: Path, s: SplitSettings) -> Plan:
-    return _split_by_image(d, list_named_pairs(d, PAIRS_VIS_DIR, PAIRS_OTHER_DIR, PAIRS_CATEGORY), s)
+    return _split_by_image(d, with_warps(d, list_named_pairs(d, PAIRS_VIS_DIR, PAIRS_OTHER_DIR, PAIRS_CATEGORY)), s)
 
 
 LAYOUTS: Dict[str, Layout] = {
@@ -135,7 +154,8 @@ LAYOUTS: Dict[str, Layout] = {
             lambda d: (d / "visible").is_dir() and (d / "infrared").is_dir(), _plan_roadscene, "joint",
         ),
         Layout(
-            "pairs", f"{PAIRS_VIS_DIR}/ + {PAIRS_OTHER_DIR}/ (your own registered pairs, same file names)",
+            "pairs",
+            f"{PAIRS_VIS_DIR}/ + {PAIRS_OTHER_DIR}/ (your own registered pairs, same file names; optional {PAIRS_WARP_DIR}/)",
             lambda d: (d / PAIRS_VIS_DIR).is_dir() and (d / PAIRS_OTHER_DIR).is_dir(), _plan_pairs, "joint",
         ),
         Layout(

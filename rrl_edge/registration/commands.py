@@ -1,4 +1,4 @@
-"""``rrl-edge register`` and ``rrl-edge register-eval``: sub-commands added by :func:`add_commands`.
+"""``rrl-edge register``, ``register-folder`` and ``register-eval``: sub-commands added by :func:`add_commands`.
 
 argparse and the standard library at import: the CLI builds every sub-parser, also on a device without torch or
 OpenCV, so the registration code loads inside the commands.
@@ -141,6 +141,33 @@ def cmd_register_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_register_folder(args: argparse.Namespace) -> int:
+    from rrl_edge.checkpoint import shipped_checkpoint
+    from rrl_edge.data.layouts import PAIRS_VIS_DIR
+    from rrl_edge.paths import guard_outputs
+    from rrl_edge.registration.folder import FAILED, OVERLAY_DIR, SURE, UNSURE, register_folder
+
+    engine = args.model or shipped_checkpoint()
+    source, out = Path(args.pairs), Path(args.out_dir)
+    guard_outputs({"pairs": [source], "--model": [engine]}, folders={"--out-dir": (out, None)})
+    with _open(engine, args.backend, args.threads) as runner:
+        manifest = register_folder(source, out, runner, _config(args), progress=not args.quiet, engine=str(engine))
+    counts = manifest["counts"]
+    for row in manifest["pairs"]:
+        if row["status"] != SURE:
+            print(f"{row['status']:<7} {source / PAIRS_VIS_DIR / row['name']}: {row['reason']}")
+    print(f"{counts[SURE]} of {len(manifest['pairs'])} pairs registered and kept in {out} ({counts[UNSURE]} unsure, "
+          f"{counts[FAILED]} failed: left out); overlays in {out / OVERLAY_DIR}")
+    if not counts[SURE]:
+        print(f"rrl-edge register-folder: {source}: no pair registered surely; nothing to evaluate or train on",
+              file=sys.stderr)
+        return 1
+    print(f"next: rrl-edge eval --data {out} --test-fraction 1 --hist scores.png   (does the model tell your matches "
+          "apart?)")
+    print(f"      rrl-edge train --data {out} --init-from shipped                  (fine-tune on them)")
+    return 0
+
+
 def _common(inputs: Any, settings: Any, backend_choices: Any) -> None:
     model_input(inputs, ["--engine"], "TensorRT engine, ONNX model (FP32 or INT8) or checkpoint (default: the shipped "
                                       "model; register: the default joint one, register-eval: the data's)")
@@ -171,7 +198,7 @@ def _add_ablate(parser: argparse.ArgumentParser, stages: Dict[str, Tuple[str, st
 
 
 def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    """Register `rrl-edge register` and `rrl-edge register-eval` on the CLI's sub-parsers."""
+    """Register `rrl-edge register`, `register-folder` and `register-eval` on the CLI's sub-parsers."""
     from rrl_edge.runtime.registry import backend_choices
 
     p = sub.add_parser("register", help="affine registration of a VIS image and a NIR/thermal image",
@@ -186,6 +213,19 @@ def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> 
     outputs.add_argument("--overlay", help="PNG: checkerboard of VIS and the warped other image")
     _add_ablate(p, ABLATIONS)
     p.set_defaults(func=cmd_register)
+
+    f = sub.add_parser("register-folder", help="register every pair of two unaligned cameras' folder into a "
+                                               "folder that eval and train read",
+                       formatter_class=HelpFormatter,
+                       epilog=example("rrl-edge register-folder my_pairs --out-dir my_pairs_registered"))
+    inputs, outputs, settings = command_groups(f)
+    inputs.add_argument("pairs", help="folder with vis/NAME + other/NAME (same file names, any sizes, not aligned)")
+    _common(inputs, settings, backend_choices())
+    outputs.add_argument("--out-dir", required=True,
+                         help="the registered folder: vis/ + other/ (copies) + warp/NAME.npy of the pairs registered "
+                              "surely, overlays/ of every registered pair, REGISTRATION.json")
+    settings.add_argument("--quiet", action="store_true", help="no progress bar")
+    f.set_defaults(func=cmd_register_folder, ablate=[])
 
     e = sub.add_parser("register-eval", help="registration corner error against ground truth, beside SIFT + MAGSAC",
                        formatter_class=HelpFormatter,
