@@ -131,7 +131,7 @@ RUN_STATE_TYPES: Dict[str, Tuple[type, ...]] = {
     "step": (int,), "epoch": (int,), "batch_in_epoch": (int,), "minutes": (int, float),
     "best_val_fpr95": (int, float), "history": (list,), "best_val_log_loss": (int, float),
 }
-RUN_STATE_SINCE_0_8 = {"best_val_log_loss"}  # a last.pt written before 0.8.0 lacks it and resumes with its default
+OPTIONAL_RUN_STATE = {"best_val_log_loss"}  # a last.pt written before 0.8.0 lacks it and resumes with its default
 
 
 def _is_number(value: Any, kinds: Tuple[type, ...]) -> bool:
@@ -182,7 +182,7 @@ def check_payload(payload: Dict[str, Any], path: Path) -> None:
             if not _is_number(value, kinds):
                 raise CheckpointError(f"checkpoint {path}: run_state {key} is {value!r}, expected "
                                       f"{' or '.join(k.__name__ for k in kinds)}")
-        missing = sorted(set(RUN_STATE_TYPES) - RUN_STATE_SINCE_0_8 - set(run_state))
+        missing = sorted(set(RUN_STATE_TYPES) - OPTIONAL_RUN_STATE - set(run_state))
         if missing:
             raise CheckpointError(f"checkpoint {path}: run_state lacks {', '.join(missing)}")
     if "optimizer" in payload and not isinstance(payload["optimizer"], dict):
