@@ -31,6 +31,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Dict, List, Tuple
 
+from rrl_edge.contracts import POLARITY_AS_IS
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 DATASETS = ("vis-nir", "roadscene")
@@ -87,8 +89,8 @@ def train_and_score(source: str, variant: str, args: argparse.Namespace) -> Dict
     with open(log, "w") as fh:
         subprocess.run(cmd, check=True, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT)
     minutes = (time.monotonic() - t0) / 60
-    scores = subprocess.run([sys.executable, str(Path(__file__)), "--score", str(run / "last.pt")], check=True,
-                            cwd=ROOT, capture_output=True, text=True).stdout
+    scores = subprocess.run([sys.executable, str(Path(__file__)), "--score", str(run / "last.pt"),
+                             "--polarity", args.polarity], check=True, cwd=ROOT, capture_output=True, text=True).stdout
     row = json.loads(scores.strip().splitlines()[-1])
     curve = json.loads((run / "curve.json").read_text())
     row.update(source=source, variant=variant, steps=args.steps, train_minutes=round(minutes, 1),
@@ -96,8 +98,9 @@ def train_and_score(source: str, variant: str, args: argparse.Namespace) -> Dict
     return row
 
 
-def score(checkpoint: str) -> Dict[str, float]:
-    """Mean test FPR95 of a checkpoint on each dataset (ONNX Runtime FP32, one thread)."""
+def score(checkpoint: str, polarities: str = POLARITY_AS_IS) -> Dict[str, float]:
+    """Mean test FPR95 of a checkpoint on each dataset (ONNX Runtime FP32, one thread), for each test-time
+    ``--polarity`` in the comma-separated ``polarities``: key DATASET as given, DATASET@POLARITY otherwise."""
     from rrl_edge.checkpoint import load_model
     from rrl_edge.data.build import PatchConfig, ensure_dataset, load_split
     from rrl_edge.export.onnx_export import export_onnx
@@ -106,12 +109,14 @@ def score(checkpoint: str) -> Dict[str, float]:
 
     out: Dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        onnx = Path(tmp) / "m.onnx"
-        export_onnx(load_model(checkpoint)[0], onnx)
-        for name in DATASETS:
-            sets = load_split(ensure_dataset(DATA / name, PatchConfig(), progress=False), "test")
-            scores = {c: score_with(onnx, ps.patches, threads=1) for c, ps in sets.items()}
-            out[name] = round(FPR95Table.from_scores({c: ps.labels for c, ps in sets.items()}, scores).mean_fpr95, 4)
+        for polarity in polarities.split(","):
+            onnx = Path(tmp) / f"m-{polarity}.onnx"
+            export_onnx(load_model(checkpoint, polarity)[0], onnx)
+            for name in DATASETS:
+                sets = load_split(ensure_dataset(DATA / name, PatchConfig(), progress=False), "test")
+                scores = {c: score_with(onnx, ps.patches, threads=1) for c, ps in sets.items()}
+                key = name if polarity == POLARITY_AS_IS else f"{name}@{polarity}"
+                out[key] = round(FPR95Table.from_scores({c: ps.labels for c, ps in sets.items()}, scores).mean_fpr95, 4)
     return out
 
 
@@ -126,10 +131,13 @@ def main(argv=None) -> int:
     p.add_argument("--jobs", type=int, default=2, help="runs at once (each on one thread)")
     p.add_argument("--runs", default=str(ROOT / "runs" / "lodo"))
     p.add_argument("--json", type=Path)
-    p.add_argument("--score", help=argparse.SUPPRESS)
+    p.add_argument("--polarity", default=POLARITY_AS_IS,
+                   help="test-time --polarity of the scoring, comma-separated for several (as-is,both): "
+                        "both adds DATASET@both columns (twice the scoring time)")
+    p.add_argument("--score", help="score this checkpoint only (both test splits) and print its JSON")
     args = p.parse_args(argv)
     if args.score:
-        print(json.dumps(score(args.score)))
+        print(json.dumps(score(args.score, args.polarity)))
         return 0
 
     results: Dict[str, Dict[str, object]] = json.loads(args.json.read_text()) if args.json and args.json.is_file() else {}
@@ -153,7 +161,9 @@ def main(argv=None) -> int:
     for key, r in sorted(results.items()):
         src = str(r["source"])
         other = [d for d in DATASETS if d != src][0]
-        print(f"{src:<10} {r['variant']:<22} {r['steps']:>5} {r[src]:>9.2f} {r[other]:>13.2f} {r['train_minutes']:>5}")
+        extra = "".join(f"  {k}: {float(v):.2f}" for k, v in r.items() if "@" in k)  # type: ignore[arg-type]
+        print(f"{src:<10} {r['variant']:<22} {r['steps']:>5} {r[src]:>9.2f} {r[other]:>13.2f} {r['train_minutes']:>5}"
+              + extra)
     print("\n" + markdown(results))
     return 0
 
@@ -172,6 +182,12 @@ def markdown(results: Dict[str, Dict[str, object]]) -> str:
         outs = " / ".join(f"{float(r[other]):.2f}" for r in rows)  # type: ignore[arg-type]
         mean = sum(float(r[other]) for r in rows) / len(rows)  # type: ignore[arg-type]
         lines.append(f"| {src} | {base} | {len(rows)} | {ins} | {outs} | {mean:.2f} |")
+        for polarity in sorted({k.split("@")[1] for r in rows for k in r if k.startswith(other + "@")}):
+            scored = [r for r in rows if f"{other}@{polarity}" in r]
+            ins = " / ".join(f"{float(r[f'{src}@{polarity}']):.2f}" for r in scored)  # type: ignore[arg-type]
+            outs = " / ".join(f"{float(r[f'{other}@{polarity}']):.2f}" for r in scored)  # type: ignore[arg-type]
+            mean = sum(float(r[f"{other}@{polarity}"]) for r in scored) / len(scored)  # type: ignore[arg-type]
+            lines.append(f"| {src} | {base}, `--polarity {polarity}` | {len(scored)} | {ins} | {outs} | {mean:.2f} |")
     return "\n".join(lines)
 
 

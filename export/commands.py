@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Optional
 
 from rrl_edge.argtypes import (HelpFormatter, command_groups, defaults_of, example, fpr95_budget, hidden_alias,
-                               model_input, non_negative_int)
+                               model_input, non_negative_int, polarity_option)
 
 
 def _path(value: Optional[str]) -> Optional[Path]:
@@ -63,7 +63,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         eval_data=_path(args.eval_data), proof_pairs=args.proof_pairs, proof_cut=args.proof_cut, budget=args.budget,
         seed=args.seed,
         profile=_profile(args), workspace_mb=args.workspace, engine=args.engine,
-        timing_cache=_path(args.timing_cache), progress=not args.quiet,
+        timing_cache=_path(args.timing_cache), progress=not args.quiet, polarity=args.polarity,
     ))
     return 0
 
@@ -137,6 +137,7 @@ def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> 
                                "bootstrap interval (default %(default)s; rrl-edge parity --help gives the whole rule)")
     settings.add_argument("--seed", type=int, default=opts["seed"],
                           help="seed of the calibration and proof samples (default %(default)s)")
+    polarity_option(settings)
     settings.add_argument("--quiet", action="store_true", default=not opts["progress"], help="no progress bars")
     _add_engine_options(settings)
     p.set_defaults(func=cmd_export)

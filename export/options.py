@@ -40,3 +40,4 @@ class ExportOptions:
     engine: str = DEFAULT_ENGINE
     timing_cache: Optional[Path] = None
     progress: bool = True
+    polarity: Optional[str] = None  # rrl_edge.contracts.POLARITIES, exported into the graph; None: the checkpoint's

@@ -142,7 +142,7 @@ def run_export(opts: ExportOptions) -> Dict[str, Any]:
 
     started = time.time()
     validate(opts)
-    model, meta = load_model(opts.checkpoint)
+    model, meta = load_model(opts.checkpoint, opts.polarity)
     calib: Optional[CalibrationSet] = None
     if opts.int8:
         calib_dir = opts.calib_data or _default_visnir()
@@ -151,7 +151,7 @@ def run_export(opts: ExportOptions) -> Dict[str, Any]:
     proof = _load_proof_sets(opts)
     labels = {c: ps.labels for c, ps in proof.items()}
     total = sum(len(ps) for ps in proof.values())
-    _say(f"model {meta['path']} (width {meta['config']['width']}); proof on {total} real test pairs "
+    _say(f"model {meta['path']} (width {meta['config']['width']}, polarity {meta['config']['polarity']}); proof on {total} real test pairs "
          f"({', '.join(f'{c} {len(ps)}' for c, ps in proof.items())})")
 
     created = not opts.out_dir.exists()

@@ -166,3 +166,17 @@ class HelpFormatter(argparse.HelpFormatter):
         if "\n" in text.strip():
             return "".join(indent + line for line in text.splitlines(keepends=True))
         return super()._fill_text(text, width, indent)
+
+
+POLARITY_FLAG = "--polarity"
+
+
+def polarity_option(group: Any) -> argparse.Action:
+    """``--polarity`` (rrl_edge.contracts.POLARITIES) of a command that reads a checkpoint; unset keeps the
+    checkpoint's own (every shipped model: as-is)."""
+    from rrl_edge.contracts import POLARITIES
+
+    return group.add_argument(POLARITY_FLAG, choices=POLARITIES, default=None,
+                              help="how the other spectrum's contrast is read: as-is, or both (the mean of the "
+                                   "scores as given and inverted; for thermal cameras, twice the compute). "
+                                   "Default: the checkpoint's own")

@@ -17,7 +17,7 @@ import torch
 from rrl_edge.atomic import atomic_write
 from rrl_edge.errors import CheckpointError
 from rrl_edge.limits import MAX_CHANNELS, MAX_WIDTH
-from rrl_edge.models.rrlnet import RRLNet, RRLNetConfig, RRLNetTrain
+from rrl_edge.models.rrlnet import RRLNet, RRLNetConfig, RRLNetTrain, with_polarity
 
 FORMAT = "rrl-edge-checkpoint"
 FORMAT_VERSION = 1
@@ -204,13 +204,17 @@ def _build(payload: Dict[str, Any], path: Path) -> Union[RRLNet, RRLNetTrain]:
     return model
 
 
-def load_model(path: Optional[PathLike] = None) -> Tuple[RRLNet, Dict[str, Any]]:
-    """The deployed network (eval mode) from a checkpoint, or the default shipped model if ``path`` is None."""
+def load_model(path: Optional[PathLike] = None, polarity: Optional[str] = None) -> Tuple[RRLNet, Dict[str, Any]]:
+    """The deployed network (eval mode) from a checkpoint, or the default shipped model if ``path`` is None.
+    ``polarity`` (rrl_edge.models.POLARITIES) replaces the checkpoint's own; None keeps it."""
     path = Path(path) if path is not None else shipped_checkpoint()
     payload = read_checkpoint(path)
     model = _build(payload, path)
     net = model.prune() if isinstance(model, RRLNetTrain) else model
+    if polarity is not None:
+        net = with_polarity(net, polarity)
     meta = {k: v for k, v in payload.items() if k not in ("state_dict", "optimizer", "scheduler", "rng")}
+    meta["config"] = net.cfg.to_dict()
     meta["path"] = str(path)
     return net.eval(), meta
 

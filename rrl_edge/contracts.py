@@ -26,6 +26,13 @@ OPSET = 17  # the newest ONNX opset TensorRT 8.5 (JetPack 5) parses; TensorRT 8.
 
 PIXEL_SCALE = np.float32(255.0)  # uint8 pixels -> float in [0, 1]: the network's input range
 
+POLARITY_AS_IS, POLARITY_BOTH = "as-is", "both"
+# How a network reads the other spectrum's polarity (its config's `polarity`, `--polarity` on the command line).
+# "as-is": one pass, the image as given. "both": the mean of the scores of the other spectrum as given and inverted
+# (1 - x in the [0, 1] input range), one pass of twice the batch, inside the exported graph: thermal cameras show
+# many surfaces with the opposite contrast of the visible image, and the inverted view scores those.
+POLARITIES: Tuple[str, ...] = (POLARITY_AS_IS, POLARITY_BOTH)
+
 # File names that `rrl-edge export` writes and every later step looks for.
 FP32_ONNX = "rrl.onnx"  # simplified FP32 graph: TensorRT FP32/FP16 builds, the implicit-INT8 path, ORT CPU
 INT8_ONNX = "rrl.int8.onnx"  # Q/DQ graph for TensorRT: int8 symmetric, zero points 0, per-channel weights

@@ -42,11 +42,12 @@ _ALL = (
     Backend("onnxruntime", "rrl_edge.runtime.onnxruntime_runner", "OnnxRuntimeRunner", (".onnx",),
             objects=("builtins.bytes", "onnxruntime"), options=("threads",)),
     Backend("torch", "rrl_edge.runtime.torch_runner", "TorchRunner", (".pt", ".pth"),
-            objects=("torch", "rrl_edge.models"), options=("threads", "device")),
+            objects=("torch", "rrl_edge.models"), options=("threads", "device", "polarity")),
 )
 BACKENDS: Dict[str, Backend] = {b.name: b for b in _ALL}
 SUFFIXES: Dict[str, str] = {suffix: b.name for b in _ALL for suffix in b.suffixes}
 AUTO = "auto"
+MODEL_OPTIONS = ("polarity",)  # options that change what a model computes, not how it runs
 
 
 def backend_choices() -> List[str]:
@@ -78,8 +79,14 @@ def backend_for(source: Any, backend: str = AUTO) -> str:
 
 
 def runner_options(source: Any, backend: str = AUTO, **given: Any) -> Dict[str, Any]:
-    """The options of ``given`` (threads=..., device=...) that the chosen backend takes; None means unset."""
+    """The options of ``given`` (threads=..., device=...) that the chosen backend takes; None means unset.
+    A model option (``polarity``) given for a backend that does not take it is an error, not dropped: an exported
+    graph keeps what it was exported with."""
     accepted = BACKENDS[backend_for(source, backend)].options
+    for name in MODEL_OPTIONS:
+        if given.get(name) is not None and name not in accepted:
+            raise InputError(f"{source}: --{name} applies to a checkpoint; an exported graph keeps the {name} it was "
+                             f"exported with (rrl-edge export --{name} ...)")
     return {k: v for k, v in given.items() if k in accepted and v is not None}
 
 

@@ -16,7 +16,8 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from rrl_edge.argtypes import HelpFormatter, batch_size, command_groups, example, model_input, thread_count
+from rrl_edge.argtypes import (HelpFormatter, batch_size, command_groups, example, model_input, polarity_option,
+                               thread_count)
 from rrl_edge.errors import InputError
 from rrl_edge.fpr95_table import FPR95Table, format_tables
 from rrl_edge.runtime.inputs import InputSet
@@ -91,7 +92,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     check_manifest = manifest_option(args.model, args.backend, args.no_manifest)
     runner = make_runner(args.model, args.backend,
                          **runner_options(args.model, args.backend, threads=args.threads, device=args.device,
-                                          check_manifest=check_manifest))
+                                          check_manifest=check_manifest, polarity=args.polarity))
     if check_manifest is False:
         print(unchecked_engine_warning(args.model), file=sys.stderr)
     sets = load_inputs(args.data, split=args.split, labels=args.labels, progress=not args.quiet)
@@ -150,6 +151,7 @@ def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> 
                                "PyTorch)")
     settings.add_argument("--threads", type=thread_count, help="CPU threads (ONNX Runtime, PyTorch)")
     settings.add_argument("--device", help="TensorRT: GPU index (default 0); PyTorch: cpu (default), cuda or cuda:N")
+    polarity_option(settings)
     settings.add_argument("--no-manifest", action="store_true",
                           help="TensorRT: run an engine built elsewhere (trtexec) that has no rrl-edge manifest beside "
                                "it; nothing about where it came from is checked, only its own inputs and output "

@@ -22,11 +22,14 @@ DEVICE_ENV = "RRL_EDGE_TORCH_DEVICE"
 class TorchRunner(Runner):
     backend = "torch"
 
-    def __init__(self, source: Any, threads: Optional[int] = None, device: Optional[str] = None) -> None:
+    def __init__(self, source: Any, threads: Optional[int] = None, device: Optional[str] = None,
+                 polarity: Optional[str] = None) -> None:
         """``source``: a checkpoint file, or an RRLNet module in memory (scored in eval mode).
-        ``device``: "cpu", "cuda" or "cuda:N" (default: $RRL_EDGE_TORCH_DEVICE, else "cpu")."""
+        ``device``: "cpu", "cuda" or "cuda:N" (default: $RRL_EDGE_TORCH_DEVICE, else "cpu").
+        ``polarity``: rrl_edge.models.POLARITIES, replacing the model's own (None keeps it)."""
         super().__init__(source)
         self.threads = threads
+        self.polarity = polarity
         self.device = str(device or os.environ.get(DEVICE_ENV) or "cpu").strip().lower()
         if self.device.isdigit():
             self.device = f"cuda:{self.device}"
@@ -44,7 +47,11 @@ class TorchRunner(Runner):
         if self.threads:
             torch.set_num_threads(self.threads)
         if self.from_file:
-            self._model, _ = load_model(self.path)  # raises CheckpointError naming the file
+            self._model, _ = load_model(self.path, self.polarity)  # raises CheckpointError naming the file
+        elif self.polarity is not None:
+            from rrl_edge.models import with_polarity
+
+            self._model = with_polarity(self.source, self.polarity)
         else:
             self._model = self.source
         self._torch_device = torch.device(self.device)
@@ -56,6 +63,8 @@ class TorchRunner(Runner):
     def describe(self) -> Dict[str, str]:
         info = super().describe()
         info["device"] = self.device
+        if self.polarity is not None:
+            info["polarity"] = self.polarity
         return info
 
     def infer(self, vis: np.ndarray, other: np.ndarray) -> np.ndarray:

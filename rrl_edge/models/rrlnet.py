@@ -9,15 +9,16 @@ path by construction and carries no extra cost.
 
 from __future__ import annotations
 
+import copy
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Dict, List, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rrl_edge.contracts import PATCH_SIZE
+from rrl_edge.contracts import PATCH_SIZE, POLARITIES, POLARITY_AS_IS, POLARITY_BOTH
 
 BASE_ENCODER_WIDTHS = (16, 32, 64, 128, 256)
 BASE_FIL_WIDTHS = (32, 64, 128, 256, 512)
@@ -37,6 +38,11 @@ class RRLNetConfig:
     decoder_widths: Tuple[int, ...] = BASE_DECODER_WIDTHS
     leaky_slope: float = 0.1
     patch_size: int = PATCH_SIZE
+    polarity: str = POLARITY_AS_IS  # rrl_edge.contracts.POLARITIES; training scores the image as given
+
+    def __post_init__(self) -> None:
+        if self.polarity not in POLARITIES:
+            raise ValueError(f"polarity {self.polarity!r} is not one of {', '.join(POLARITIES)}")
 
     def scaled(self, widths: Tuple[int, ...]) -> Tuple[int, ...]:
         """Channel counts at this width, never below 4 so that tiny networks still train."""
@@ -224,7 +230,20 @@ class RRLNet(nn.Module):
         return self.head(self.forward_features(vis, other)["fil"][-1])
 
     def forward(self, vis: Tensor, other: Tensor) -> Tensor:
+        if self.cfg.polarity == POLARITY_BOTH:  # both views in one batch; BatchNorm in eval mode keeps samples apart
+            both = torch.sigmoid(self.logit(torch.cat([vis, vis]), torch.cat([other, 1.0 - other])))
+            return both.reshape(2, -1, 1).mean(dim=0)
         return torch.sigmoid(self.logit(vis, other))
+
+
+def with_polarity(model: RRLNet, polarity: str) -> RRLNet:
+    """``model`` reading the other spectrum with ``polarity`` (POLARITIES); the weights are shared, the module
+    handed in is left as it was."""
+    if polarity == model.cfg.polarity:
+        return model
+    changed = copy.copy(model)  # a shallow copy: the same parameters and submodules, its own cfg
+    changed.cfg = replace(model.cfg, polarity=polarity)  # raises ValueError for an unknown polarity
+    return changed
 
 
 class Decoder(nn.Module):

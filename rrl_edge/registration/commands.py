@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Dict, Tuple
 
 from rrl_edge.argtypes import (EXPERIMENTS, HelpFormatter, comma_choices, command_groups, example, hidden_alias,
-                               model_input, positive_int, thread_count)
+                               model_input, polarity_option, positive_int, thread_count)
 from rrl_edge.registration import DEFAULT_MOTION, MOTIONS, NETWORK_KEYPOINTS, SPLITS
 
 
@@ -59,11 +59,12 @@ def _config(args: argparse.Namespace) -> Any:  # RegisterConfig
                    classical="classical" not in off, consensus="consensus" not in off, motion=args.motion)
 
 
-def _open(engine, backend: str, threads):
+def _open(engine, args: argparse.Namespace):
     """Open the runner first: a wrong or foreign artifact fails before any image work."""
     from rrl_edge.runtime.registry import open_runner, runner_options
 
-    return open_runner(engine, backend, **runner_options(engine, backend, threads=threads))
+    return open_runner(engine, args.backend, **runner_options(engine, args.backend, threads=args.threads,
+                                                              polarity=args.polarity))
 
 
 def cmd_register(args: argparse.Namespace) -> int:
@@ -80,7 +81,7 @@ def cmd_register(args: argparse.Namespace) -> int:
     guard_outputs({"vis": [args.vis], "other": [args.other], "--model": [engine]},  # before anything runs
                   files={"--json": args.json, "--warp": args.warp, "--overlay": args.overlay})
     vis, other = read_pair(Path(args.vis), Path(args.other))
-    with _open(engine, args.backend, args.threads) as runner:
+    with _open(engine, args) as runner:
         try:
             res = register_images(vis, other, runner, _config(args))
         except RegistrationFailed as exc:
@@ -119,7 +120,7 @@ def cmd_register_eval(args: argparse.Namespace) -> int:
     layout = detect_layout(data)
     engine = args.model or shipped_for_layout(layout)
     guard_outputs({"--data": [data], "--model": [engine]}, files={"--json": args.json, "--plot": args.plot})
-    with _open(engine, args.backend, args.threads) as runner:
+    with _open(engine, args) as runner:
         report = evaluate(data, runner, _config(args), args.limit, args.seed, sift=not args.no_sift,
                           show_progress=not args.quiet, split=args.split)
     report["engine"] = str(engine)
@@ -150,7 +151,7 @@ def cmd_register_folder(args: argparse.Namespace) -> int:
     engine = args.model or shipped_checkpoint()
     source, out = Path(args.pairs), Path(args.out_dir)
     guard_outputs({"pairs": [source], "--model": [engine]}, folders={"--out-dir": (out, None)})
-    with _open(engine, args.backend, args.threads) as runner:
+    with _open(engine, args) as runner:
         manifest = register_folder(source, out, runner, _config(args), progress=not args.quiet, engine=str(engine))
     counts = manifest["counts"]
     for row in manifest["pairs"]:
@@ -173,6 +174,7 @@ def _common(inputs: Any, settings: Any, backend_choices: Any) -> None:
                                       "model; register: the default joint one, register-eval: the data's)")
     settings.add_argument("--backend", default="auto", choices=backend_choices, help="default: from the file suffix")
     settings.add_argument("--threads", type=thread_count, default=None, help="CPU threads of the runner")
+    polarity_option(settings)
     settings.add_argument("--keypoints", type=positive_int, default=NETWORK_KEYPOINTS,
                           help="VIS keypoints in the network round "
                                "(default %(default)s)")

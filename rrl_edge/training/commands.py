@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Sequence
 
 from rrl_edge.argtypes import (HelpFormatter, batch_size, command_groups, defaults_of, example, hidden_alias,
-                               model_input, learning_rate, positive_float, positive_int, thread_count, unit_fraction, width)
+                               model_input, learning_rate, polarity_option, positive_float, positive_int, thread_count,
+                               unit_fraction, width)
 from rrl_edge.data.options import PATCH_CUTTING, add_patch_options, data_path, patch_config
 from rrl_edge.errors import OutputError, RRLEdgeError
 from rrl_edge.training.config import DEVICES, SCHEDULES, QATConfig, TrainConfig
@@ -148,7 +149,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         sets = {c: sets[c] for c in wanted}
     for name, ps in sets.items():  # before any scoring
         check_both_classes(ps.labels, f"{info['source']} [{name}]")
-    model, meta = load_model(args.model or shipped_for_layout(info["layout"]))
+    model, meta = load_model(args.model or shipped_for_layout(info["layout"]), args.polarity)
     scores = {}
 
     def network(ps):
@@ -165,7 +166,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
             return s
 
         results["SIFT"] = evaluate_sets(sets, sift, info.get("protocol"))
-    print(f"model: {meta['path']} (width {meta['config']['width']}); data: {info['source']}, split {args.split}")
+    print(f"model: {meta['path']} (width {meta['config']['width']}, polarity {meta['config']['polarity']}); "
+          f"data: {info['source']}, split {args.split}")
     if info.get("protocol"):
         print(f"protocol: {info['protocol'].get('description', info['protocol'])}")
     print(format_tables(results))
@@ -177,6 +179,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         report = results["RRL-Net"].to_json()  # {categories, mean_fpr95, mean_rule, protocol}: rrl_edge.fpr95_table
         report["separation"] = sep.to_json()
         report["checkpoint"] = meta["path"]
+        report["polarity"] = meta["config"]["polarity"]
         report["data"] = info["source"]
         report["split"] = args.split
         if "SIFT" in results:
@@ -288,6 +291,7 @@ def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> 
     outputs.add_argument("--roc", help="write a ROC plot (PNG) here")
     outputs.add_argument("--hist", help="write the score distributions of matches and non-matches (PNG) here")
     settings.add_argument("--baseline", choices=("sift",), help="also score a classical baseline")
+    polarity_option(settings)
     batch = settings.add_argument("--batch", type=batch_size, default=256,
                                   help="pairs per inference call (default %(default)s)")
     hidden_alias(p, "--batch-size", batch)
