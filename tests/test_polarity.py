@@ -101,3 +101,34 @@ def test_eval_records_the_polarity_and_an_exported_graph_refuses_the_flag(tmp_pa
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and str(onnx_path) in lines[0] and "exported with" in lines[0], lines
+
+
+@pytest.mark.slow
+def test_an_int8_export_with_both_polarities_passes_its_proof_on_thermal_pairs(data_root, tmp_path, capsys):
+    """`rrl-edge export --int8 --polarity both` of the VIS-NIR-only model (the one that gains), calibrated and proven on
+    RoadScene (every test pair): the Q/DQ graph TensorRT reads computes both views, within the parity rule."""
+    import onnx
+
+    from rrl_edge.cli import main
+    from rrl_edge.contracts import REFERENCE_SCORES, TEST_PAIRS
+    from rrl_edge.export.graph_check import check_graph
+
+    out = tmp_path / "deploy"
+    roadscene = str(data_root / "roadscene")
+    model = shipped_checkpoint("vis-nir")
+    rc = main(["export", "--quiet", "--int8", "--polarity", "both", "--model", str(model), "--out-dir", str(out),
+               "--calib-data", roadscene, "--eval-data", roadscene])
+    stdout, err = capsys.readouterr()
+    assert rc == 0, err
+    assert "polarity both" in stdout
+    report = json.loads((out / "export_report.json").read_text())
+    assert report["model_config"]["polarity"] == "both" and sum(report["proof_data"]["pairs"].values()) > 7000
+    qdq = report["int8"]["tensorrt-qdq"]
+    assert qdq["passed"] and abs(qdq["mean_delta"]) <= 0.3 and qdq["agreement"] >= 0.99, qdq
+    assert check_graph(onnx.load(str(out / "rrl.int8.onnx"))) == []
+    plain = load_model(model)[0]  # the stored reference is the mean of the two views
+    pairs = np.load(out / TEST_PAIRS)[:64]
+    x = torch.from_numpy(pairs.astype(np.float32) / 255.0)
+    with torch.no_grad():
+        mean = ((plain(x[:, :1], x[:, 1:]) + plain(x[:, :1], 1.0 - x[:, 1:])) / 2).numpy().ravel()
+    np.testing.assert_allclose(np.load(out / REFERENCE_SCORES)[:64], mean, atol=1e-5)
